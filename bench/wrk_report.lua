@@ -1,0 +1,18 @@
+-- wrk report hook for bench/proxy_bench.py.
+--
+-- Prints wrk's summary as one JSON line prefixed with BENCH_JSON, so the
+-- benchmark reads exact counters (microsecond latencies, error breakdown)
+-- instead of parsing wrk's human-readable report with its rounded units.
+done = function(summary, latency, requests)
+  local errors = summary.errors
+  io.write(string.format(
+    'BENCH_JSON {"requests":%d,"duration_us":%d,"bytes":%d,'
+      .. '"errors_connect":%d,"errors_read":%d,"errors_write":%d,'
+      .. '"errors_status":%d,"errors_timeout":%d,'
+      .. '"p50_us":%d,"p99_us":%d,"max_us":%d}\n',
+    summary.requests, summary.duration, summary.bytes,
+    errors.connect, errors.read, errors.write,
+    errors.status, errors.timeout,
+    latency:percentile(50), latency:percentile(99), latency.max
+  ))
+end

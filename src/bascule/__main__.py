@@ -1,0 +1,5 @@
+"""`python -m bascule` runs the command-line interface."""
+
+from bascule.cli import main
+
+main()

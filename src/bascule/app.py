@@ -1,0 +1,124 @@
+"""The composition root: build everything from a config, run it, stop it cleanly."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import socket
+
+from bascule.config import Config
+from bascule.control.journal import Journal
+from bascule.control.plane import BackendController, initial_snapshot
+from bascule.errors import StartupError
+from bascule.proxy.listener import FrontendRuntime
+from bascule.proxy.pool import UpstreamPool
+
+log = logging.getLogger("bascule")
+
+
+class App:
+    """One running Bascule: controllers, frontends and the upstream pool."""
+
+    def __init__(self, config: Config, journal: Journal | None = None) -> None:
+        self.config = config
+        self.journal = journal or Journal()
+        self.controllers: dict[str, BackendController] = {}
+        self.frontends: list[FrontendRuntime] = []
+        self.pool = UpstreamPool()
+        self._stop_requested: asyncio.Event | None = None
+
+    async def start(self) -> None:
+        """Resolve servers, build the planes and open every listener (all or none)."""
+        loop = asyncio.get_running_loop()
+        self._stop_requested = asyncio.Event()
+        for backend in self.config.backends:
+            addresses = {
+                s.name: await _resolve(loop, backend.name, s.name, s.address)
+                for s in backend.servers
+            }
+            snapshot = initial_snapshot(backend, addresses)
+            self.controllers[backend.name] = BackendController(
+                backend, snapshot, self.journal, loop
+            )
+        runtimes = {name: c.runtime for name, c in self.controllers.items()}
+        self.frontends = [
+            FrontendRuntime(f, runtimes, loop, self.pool) for f in self.config.frontends
+        ]
+        try:
+            for frontend in self.frontends:
+                await frontend.start()
+        except StartupError:
+            for frontend in self.frontends:
+                frontend.stop_accepting()
+            raise
+        self.journal.record(
+            "config.loaded",
+            self.config.source,
+            f"started with {self.config.source}: {self.config.summary()}",
+        )
+
+    def request_stop(self) -> None:
+        if self._stop_requested is not None:
+            self._stop_requested.set()
+
+    async def wait_stop_requested(self) -> None:
+        assert self._stop_requested is not None
+        await self._stop_requested.wait()
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Stop accepting, let in-flight requests finish up to `grace`, then close."""
+        grace = self.config.global_.grace if grace is None else grace
+        for frontend in self.frontends:
+            frontend.stop_accepting()
+        deadline = asyncio.get_running_loop().time() + grace
+        while any(f.connections for f in self.frontends):
+            if asyncio.get_running_loop().time() >= deadline:
+                left = sum(len(f.connections) for f in self.frontends)
+                log.warning("grace period %gs over: closing %d connections", grace, left)
+                break
+            await asyncio.sleep(0.05)
+        for frontend in self.frontends:
+            frontend.abort_all()
+        self.pool.close_all()
+        for controller in self.controllers.values():
+            controller.stop()
+        self.journal.record("daemon.stopped", "bascule", "stopped")
+
+
+async def _resolve(loop: asyncio.AbstractEventLoop, backend: str, server: str, host: str) -> str:
+    """Resolve a server's address once at startup (IP literals pass through)."""
+    try:
+        infos = await loop.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+    except OSError as exc:
+        raise StartupError(
+            f"backend {backend} server {server}: cannot resolve {host!r}: "
+            f"{exc.strerror or exc} (check the name, /etc/hosts and DNS, or use an IP address)"
+        ) from None
+    return str(infos[0][4][0])
+
+
+async def serve(config: Config) -> None:
+    """Run until SIGINT/SIGTERM, then stop gracefully."""
+    app = App(config)
+    await app.start()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, app.request_stop)
+    log.info("bascule running (pid %d); SIGTERM or Ctrl-C to stop", _pid())
+    await app.wait_stop_requested()
+    log.info("stopping: no new connections, in-flight requests get %gs", config.global_.grace)
+    await app.stop()
+
+
+def _pid() -> int:
+    import os
+
+    return os.getpid()
+
+
+def run(config: Config) -> None:
+    """Run the daemon in the foreground on uvloop."""
+    import uvloop
+
+    uvloop.run(serve(config))

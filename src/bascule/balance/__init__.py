@@ -1,0 +1,1 @@
+"""Balancing algorithms (pure code): one module per algorithm, a registry by name."""

@@ -1,0 +1,61 @@
+"""Smooth weighted round-robin, the algorithm nginx uses for `upstream` blocks.
+
+Every pick adds each eligible server's weight to its running `current`
+weight, chooses the server with the largest `current` and subtracts the
+total eligible weight from it. Over a cycle of `sum(weights)` picks each
+server is chosen exactly `weight` times, and heavy servers are interleaved
+with light ones (5,1,1 gives a a b a c a a) instead of served in bursts.
+
+A server that is unusable or avoided for one pick simply sits that pick out,
+as nginx does for servers that are down or already tried: its `current` is
+left untouched and its weight is not part of the total, so the others keep
+their relative shares and the skipped server rejoins where it left off.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Mapping, Sequence
+
+from bascule.balance.base import PickContext, Usable
+from bascule.model import ServerView
+
+
+class SmoothRoundRobin:
+    """nginx's smooth weighted round-robin over one tier of servers."""
+
+    __slots__ = ("_current", "_entries")
+
+    def __init__(self, servers: Sequence[ServerView]) -> None:
+        # (position, server, key, weight) precomputed once: `ServerView.key`
+        # builds a string on every access, too costly for the per-pick loop.
+        self._entries = tuple(
+            (position, server, server.key, server.weight) for position, server in enumerate(servers)
+        )
+        self._current = [0] * len(self._entries)
+
+    def pick(self, ctx: PickContext, usable: Usable, avoid: frozenset[str]) -> ServerView | None:
+        current = self._current
+        best: ServerView | None = None
+        best_position = -1
+        best_current = 0
+        total = 0
+        for position, server, key, weight in self._entries:
+            if (avoid and key in avoid) or not usable(server):
+                continue
+            raised = current[position] + weight
+            current[position] = raised
+            total += weight
+            # Strict `>` keeps the earliest server on ties, as nginx does.
+            if best is None or raised > best_current:
+                best, best_position, best_current = server, position, raised
+        if best is not None:
+            current[best_position] = best_current - total
+        return best
+
+
+def round_robin(
+    servers: Sequence[ServerView], loads: Mapping[str, int], rng: random.Random
+) -> SmoothRoundRobin:
+    """`AlgorithmFactory` for `round_robin` (loads and rng are not needed)."""
+    return SmoothRoundRobin(servers)

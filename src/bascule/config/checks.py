@@ -1,0 +1,194 @@
+"""Rules that relate configuration objects to each other.
+
+Unique names, backends that exist, binds that do not collide, a backend that
+can take traffic, http-only sections on http frontends. They run on the merged
+plain data rather than on validated models so that one bad value elsewhere (a
+port out of range) does not hide them: each rule looks only at the values it
+needs and quietly skips values that validation reports anyway.
+"""
+
+from __future__ import annotations
+
+import difflib
+from typing import Any
+
+from bascule.config.findings import Finding, InvalidValueError, Path
+from bascule.config.models import BindAddress, FrontendConfig, ServerConfig
+from bascule.config.yamlsource import LineMap
+
+_DEFAULT_MODE = FrontendConfig.model_fields["mode"].default
+_DEFAULT_WEIGHT = ServerConfig.model_fields["weight"].default
+_DEFAULT_BACKUP = ServerConfig.model_fields["backup"].default
+
+Items = list[tuple[int, dict[str, Any]]]
+
+
+def cross_check(frontends: object, backends: object, lines: LineMap) -> list[Finding]:
+    """Every relational problem of the (defaults-merged) frontends and backends."""
+    frontend_items = _mappings(frontends)
+    backend_items = _mappings(backends)
+    backend_names = list(dict.fromkeys(_names(backend_items)))
+    findings = _duplicate_names(("frontends",), "frontend", frontend_items, lines)
+    findings += _duplicate_names(("backends",), "backend", backend_items, lines)
+    for index, backend in backend_items:
+        path = ("backends", index, "servers")
+        findings += _duplicate_names(path, "server", _mappings(backend.get("servers")), lines)
+        findings += _traffic(path, backend.get("servers"))
+    for index, frontend in frontend_items:
+        findings += _references(("frontends", index), frontend, backend_names)
+        findings += _http_only_sections(("frontends", index), frontend)
+    findings += _bind_conflicts(frontend_items, lines)
+    return findings
+
+
+def _mappings(items: object) -> Items:
+    if not isinstance(items, list):
+        return []
+    return [(index, item) for index, item in enumerate(items) if isinstance(item, dict)]
+
+
+def _names(items: Items) -> list[str]:
+    return [item["name"] for _, item in items if isinstance(item.get("name"), str)]
+
+
+def _duplicate_names(path: Path, noun: str, items: Items, lines: LineMap) -> list[Finding]:
+    first_index: dict[str, int] = {}
+    findings = []
+    for index, item in items:
+        name = item.get("name")
+        if not isinstance(name, str):
+            continue
+        if name not in first_index:
+            first_index[name] = index
+            continue
+        first_line = lines.line_of((*path, first_index[name], "name"))
+        findings.append(
+            Finding(
+                (*path, index, "name"),
+                f'duplicate {noun} name "{name}" (first used at line {first_line})',
+                f"give each {noun} a unique name",
+            )
+        )
+    return findings
+
+
+def _references(path: Path, frontend: dict[str, Any], backend_names: list[str]) -> list[Finding]:
+    references: list[tuple[Path, object]] = [
+        ((*path, "default_backend"), frontend.get("default_backend"))
+    ]
+    for index, route in _mappings(frontend.get("routes")):
+        references.append(((*path, "routes", index, "backend"), route.get("backend")))
+    return [
+        Finding(where, f'no backend named "{name}"', _existing_backends_hint(name, backend_names))
+        for where, name in references
+        if isinstance(name, str) and name not in backend_names
+    ]
+
+
+def _existing_backends_hint(name: str, backend_names: list[str]) -> str:
+    if not backend_names:
+        return "define it under backends:"
+    listing = f"existing backends: {', '.join(backend_names)}"
+    close = difflib.get_close_matches(name, backend_names, n=1)
+    return f'did you mean "{close[0]}"? {listing}' if close else listing
+
+
+def _http_only_sections(path: Path, frontend: dict[str, Any]) -> list[Finding]:
+    mode = frontend.get("mode", _DEFAULT_MODE)
+    if not (isinstance(mode, str) and mode.strip().lower() == "tcp"):
+        return []
+    findings = []
+    if frontend.get("routes"):
+        findings.append(
+            Finding(
+                (*path, "routes"),
+                "routes only work in mode http, and this frontend is mode tcp",
+                "remove routes, or set mode: http",
+            )
+        )
+    if "http" in frontend:
+        findings.append(
+            Finding(
+                (*path, "http"),
+                "http limits only apply in mode http, and this frontend is mode tcp",
+                "remove http, or set mode: http",
+            )
+        )
+    return findings
+
+
+def _traffic(path: Path, servers: object) -> list[Finding]:
+    """A backend whose every candidate server has weight 0 can never serve a request."""
+    if not isinstance(servers, list) or not servers:
+        return []
+    weighted: list[tuple[int, bool]] = []
+    for server in servers:
+        if not isinstance(server, dict):
+            return []
+        weight = _whole(server.get("weight", _DEFAULT_WEIGHT))
+        backup = server.get("backup", _DEFAULT_BACKUP)
+        if weight is None or not isinstance(backup, bool):
+            return []  # validation reports the bad value; the sum would mean nothing
+        weighted.append((weight, backup))
+    primaries = [weight for weight, backup in weighted if not backup]
+    if primaries and not any(primaries):
+        which = "every server" if len(primaries) == len(weighted) else "every non-backup server"
+    elif not primaries and not any(weight for weight, _ in weighted):
+        which = "every server"
+    else:
+        return []
+    return [
+        Finding(
+            path,
+            f"no server can take traffic: {which} has weight 0",
+            "give at least one server a weight of 1 or more",
+        )
+    ]
+
+
+def _whole(value: object) -> int | None:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value)
+    return None
+
+
+def _bind_conflicts(frontends: Items, lines: LineMap) -> list[Finding]:
+    earlier: list[tuple[int, str, BindAddress]] = []
+    findings = []
+    for index, frontend in frontends:
+        bind = _bind(frontend.get("bind"))
+        if bind is None:
+            continue
+        clash = next(((i, n, b) for i, n, b in earlier if b.overlaps(bind)), None)
+        if clash is not None:
+            findings.append(_bind_conflict(index, bind, clash, lines))
+        name = frontend.get("name")
+        earlier.append((index, name if isinstance(name, str) else f"#{index}", bind))
+    return findings
+
+
+def _bind(value: object) -> BindAddress | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return BindAddress.parse(value)
+    except InvalidValueError:
+        return None
+
+
+def _bind_conflict(
+    index: int, bind: BindAddress, clash: tuple[int, str, BindAddress], lines: LineMap
+) -> Finding:
+    other_index, other_name, other = clash
+    other_line = lines.line_of(("frontends", other_index, "bind"))
+    message = f'{bind} conflicts with {other} of frontend "{other_name}" (line {other_line})'
+    wildcard = bind if bind.is_wildcard else other
+    if bind.host != other.host:
+        message += f"; {wildcard.host} means every IPv{wildcard.family} address"
+    return Finding(
+        ("frontends", index, "bind"),
+        message,
+        "use another port, or bind each frontend to its own address",
+    )

@@ -1,0 +1,1 @@
+"""The control plane: owns server state, publishes snapshots, keeps the event journal."""

@@ -1,0 +1,1 @@
+"""`bascule demo`: three real backends, real traffic, a real failure."""

@@ -1,0 +1,69 @@
+"""Runtime model shared by the control and data planes.
+
+A `BackendSnapshot` is immutable: the control plane builds a new one on every
+change and the data plane only ever reads the latest. Nothing here does I/O.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+
+class ServerState(enum.StrEnum):
+    UP = "up"
+    DOWN = "down"
+    DRAIN = "drain"
+    MAINT = "maint"
+
+
+@dataclass(frozen=True, slots=True)
+class ServerView:
+    """One server as the data plane sees it in a snapshot."""
+
+    backend: str
+    name: str
+    host: str
+    port: int
+    weight: int = 1
+    backup: bool = False
+    max_connections: int = 0  # 0 means unlimited
+    state: ServerState = ServerState.UP
+    index: int = 0  # position in the backend's server list (stable across snapshots)
+
+    @property
+    def key(self) -> str:
+        """`backend/server`, the name users see in logs and events."""
+        return f"{self.backend}/{self.name}"
+
+    @property
+    def takes_new_traffic(self) -> bool:
+        return self.state is ServerState.UP and self.weight > 0
+
+
+@dataclass(frozen=True, slots=True)
+class BackendSnapshot:
+    """An immutable view of one backend's servers, published by the control plane."""
+
+    name: str
+    servers: tuple[ServerView, ...]
+    version: int = 0
+
+    @property
+    def primaries(self) -> tuple[ServerView, ...]:
+        return tuple(s for s in self.servers if not s.backup)
+
+    @property
+    def backups(self) -> tuple[ServerView, ...]:
+        return tuple(s for s in self.servers if s.backup)
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """A decision the daemon made, with the reason a human needs."""
+
+    time: float  # wall-clock seconds (time.time()) when it happened
+    kind: str  # e.g. "server.down", "server.up", "config.loaded"
+    subject: str  # e.g. "web/s2"
+    message: str  # full sentence, e.g. "server web/s2 DOWN: connect refused (3/3 failures)"
+    fields: dict[str, object] = field(default_factory=dict)

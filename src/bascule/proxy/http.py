@@ -1,0 +1,631 @@
+"""L7 HTTP/1.1 reverse proxy: the client side and the per-request exchange.
+
+`HttpClientConnection` parses requests with httptools (llhttp, strict) and
+checks every head with `http_policy` before anything reaches a server.
+Requests are answered in order: a pipelined request waits in `queue` (with
+client reading paused) until the one before it has its full response.
+
+`Exchange` carries one request to a server and its response back. Bodies
+stream in both directions without being buffered whole; the first 64 KiB
+of an idempotent request's body are kept so it can be replayed on another
+server when a connection fails before any response byte arrived.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from typing import TYPE_CHECKING
+
+import httptools
+
+from bascule.balance.base import PickContext
+from bascule.errors import ClientProtocolError, UpstreamProtocolError
+from bascule.model import ServerView
+from bascule.proxy.connect import ConnectError, open_connection
+from bascule.proxy.http_policy import (
+    Framing,
+    RequestHead,
+    ResponseHead,
+    check_request_head,
+    check_response_head,
+    client_response_head,
+    error_response,
+    upstream_request_head,
+)
+from bascule.proxy.http_upstream import UpstreamConnection, parser_reason
+from bascule.proxy.timers import LazyTimer
+
+if TYPE_CHECKING:
+    from bascule.proxy.listener import FrontendRuntime
+    from bascule.proxy.runtime import BackendRuntime
+
+log = logging.getLogger("bascule.http")
+
+REPLAY_LIMIT = 64 * 1024  # request body bytes kept for a possible retry
+UNSENT_LIMIT = 64 * 1024  # request body bytes buffered before pausing the client
+FRESH_FOR_UNSAFE = 2.0  # max idle age (s) of a pooled connection given a non-replayable request
+
+_TIMER_IDLE, _TIMER_HEAD, _TIMER_BODY, _TIMER_NONE = range(4)
+_PAUSE_QUEUE, _PAUSE_BUFFER, _PAUSE_UPSTREAM, _PAUSE_ADMIT = 1, 2, 4, 8
+
+
+class Exchange:
+    """One request and its response."""
+
+    __slots__ = (
+        "attempts",
+        "avoid",
+        "backend",
+        "conn",
+        "framing",
+        "head",
+        "head_sent",
+        "keep_alive",
+        "request_done",
+        "response",
+        "response_started",
+        "server",
+        "unsent",
+        "unsent_bytes",
+        "upstream",
+        "wire",
+        "wire_bytes",
+    )
+
+    def __init__(self, conn: HttpClientConnection, head: RequestHead, backend: BackendRuntime):
+        self.conn = conn
+        self.head = head
+        self.backend = backend
+        self.server: ServerView | None = None
+        self.upstream: UpstreamConnection | None = None
+        self.avoid: frozenset[str] = frozenset()
+        self.attempts = 0
+        self.unsent: list[bytes] = []
+        self.unsent_bytes = 0
+        # Encoded body bytes sent so far, kept for replay; None once not replayable.
+        self.wire: list[bytes] | None = [] if head.idempotent else None
+        self.wire_bytes = 0
+        self.request_done = head.content_length in (None, 0) and not head.chunked
+        self.response: ResponseHead | None = None
+        self.response_started = False
+        self.head_sent = False
+        self.framing: Framing = "length"
+        self.keep_alive = head.keep_alive
+
+    # -- request side ---------------------------------------------------------------
+
+    def start(self) -> None:
+        """Pick a server and send the request (called when it is this request's turn)."""
+        if self.conn.closed:
+            return
+        self.attempts += 1
+        server = self.backend.pick(self._pick_context(), self.avoid)
+        if server is None:
+            self.fail(503, f"no server available for backend {self.backend.name}")
+            return
+        self.server = server
+        self.backend.acquire(server)
+        loop = self.conn.loop
+        max_age = None if self.wire is not None else FRESH_FOR_UNSAFE
+        pooled = self.conn.frontend.pool.get(server.key, loop.time(), max_age)
+        if pooled is not None:
+            assert isinstance(pooled, UpstreamConnection)
+            self._send_on(pooled)
+        else:
+            loop.create_task(self._connect(server))
+
+    async def _connect(self, server: ServerView) -> None:
+        frontend = self.conn.frontend
+        timeouts = self.backend.config.timeouts
+        try:
+            _t, upstream = await open_connection(
+                self.conn.loop,
+                lambda: UpstreamConnection(
+                    self.conn.loop, server, frontend.pool, frontend.limits, timeouts.server
+                ),
+                server,
+                timeouts.connect,
+            )
+        except ConnectError as failure:
+            self._retry_or_fail(failure.reason, 503, counts_against_server=True)
+            return
+        if self.conn.closed or self.server is not server:
+            upstream.close()
+            self._release_server()
+            return
+        self._send_on(upstream)
+
+    def _send_on(self, upstream: UpstreamConnection) -> None:
+        self.upstream = upstream
+        upstream.attach(self)
+        conn = self.conn
+        upstream.write(upstream_request_head(self.head, conn.client_ip, conn.client_port))
+        for piece in self.unsent:
+            upstream.write(piece)
+        self.unsent = []
+        self.unsent_bytes = 0
+        conn.resume_reading(_PAUSE_BUFFER)
+
+    def request_body(self, data: bytes) -> None:
+        piece = b"%x\r\n%b\r\n" % (len(data), data) if self.head.chunked else data
+        self._forward(piece)
+
+    def request_complete(self) -> None:
+        self.request_done = True
+        if self.head.chunked:
+            self._forward(b"0\r\n\r\n")
+
+    def _forward(self, piece: bytes) -> None:
+        wire = self.wire
+        if wire is not None:
+            self.wire_bytes += len(piece)
+            if self.wire_bytes <= REPLAY_LIMIT:
+                wire.append(piece)
+            else:
+                self.wire = None
+        upstream = self.upstream
+        if upstream is not None:
+            upstream.write(piece)
+            return
+        self.unsent.append(piece)
+        self.unsent_bytes += len(piece)
+        if self.unsent_bytes > UNSENT_LIMIT:
+            self.conn.pause_reading(_PAUSE_BUFFER)
+
+    def _pick_context(self) -> PickContext:
+        conn = self.conn
+        hash_key = self.backend.config.hash_key
+        if hash_key is None:
+            return PickContext(client_ip=conn.client_ip)
+        return PickContext(client_ip=conn.client_ip, hash_key=_hash_value(self.head, hash_key))
+
+    # -- response side ----------------------------------------------------------------
+
+    def response_head(
+        self,
+        upstream: UpstreamConnection,
+        status: int,
+        reason: bytes,
+        version: str,
+        headers: list[tuple[bytes, bytes]],
+    ) -> None:
+        conn = self.conn
+        response = check_response_head(status, reason, version, headers, conn.frontend.limits)
+        self.response_started = True
+        if 100 <= status < 200:
+            if status == 101:
+                raise UpstreamProtocolError("101 Switching Protocols to a request without Upgrade")
+            if conn.http11:
+                conn.write(client_response_head(response, "none", True))
+            return
+        self.response = response
+        is_head = self.head.method == b"HEAD"
+        if response.no_body or is_head:
+            self.framing = "none"
+        elif response.content_length is not None:
+            self.framing = "length"
+        elif conn.http11:
+            self.framing = "chunked"
+        else:
+            self.framing = "close"
+        if self.framing == "close" or conn.closing or not self.request_done:
+            # A request body still arriving would desynchronise the next request.
+            self.keep_alive = False
+        conn.write(client_response_head(response, self.framing, self.keep_alive, not conn.http11))
+        self.head_sent = True
+        if is_head and not response.no_body:
+            upstream.skip_body()
+            self.response_complete(upstream)
+
+    def response_body(self, data: bytes) -> None:
+        if self.framing == "chunked":
+            self.conn.write(b"%x\r\n%b\r\n" % (len(data), data))
+        elif self.framing != "none":
+            self.conn.write(data)
+
+    def response_complete(self, upstream: UpstreamConnection) -> None:
+        if self.response is None:
+            return  # end of an interim 1xx response
+        if self.upstream is not upstream:
+            return
+        if self.framing == "chunked":
+            self.conn.write(b"0\r\n\r\n")
+        reusable = self.response.keep_alive and self.request_done
+        self.upstream = None
+        upstream.release(reusable)
+        if self.server is not None:
+            self.backend.outcomes.success(self.server)
+        self._release_server()
+        self.conn.exchange_finished(self)
+
+    def upstream_eof(self, upstream: UpstreamConnection) -> None:
+        """The server closed its side; ends a close-delimited response."""
+        response = self.response
+        if response is None or self.upstream is not upstream:
+            return
+        if response.content_length is None and not response.chunked and not response.no_body:
+            response.keep_alive = False
+            self.response_complete(upstream)
+
+    def upstream_lost(self, upstream: UpstreamConnection, reason: str) -> None:
+        if self.upstream is not upstream:
+            return
+        self.upstream = None
+        # A pooled connection closed by the server just as we reused it is the
+        # classic keep-alive race, not a sign the server is sick.
+        counts = not (upstream.reused and not self.response_started)
+        self._retry_or_fail(reason, 502, counts_against_server=counts)
+
+    def upstream_bad_response(self, upstream: UpstreamConnection, reason: str) -> None:
+        if self.upstream is upstream:
+            self.upstream = None
+        self._upstream_failed(reason, 502)
+
+    def upstream_timeout(self, upstream: UpstreamConnection, timeout: float) -> None:
+        if self.upstream is upstream:
+            self.upstream = None
+        self._upstream_failed(f"no response within timeouts.server {timeout:g}s", 504)
+
+    # -- failures, retries ----------------------------------------------------------------
+
+    def _retry_or_fail(self, reason: str, status: int, counts_against_server: bool) -> None:
+        server = self.server
+        if server is not None and counts_against_server:
+            self.backend.outcomes.failure(server, reason)
+        sent_something = status != 503  # a connect failure sent nothing
+        replayable = not self.response_started and (not sent_something or self.wire is not None)
+        if replayable and self.attempts <= self.backend.config.retries and not self.conn.closed:
+            if server is not None:
+                log.info(
+                    "%s %s: %s on %s, retrying on another server",
+                    self.head.method.decode(),
+                    self.head.target[:80].decode("latin-1"),
+                    reason,
+                    server.key,
+                )
+                if counts_against_server:
+                    self.avoid = self.avoid | {server.key}
+            if sent_something and self.wire is not None:
+                self.unsent = list(self.wire)  # replay what the failed server may have seen
+                self.unsent_bytes = self.wire_bytes
+            self._release_server()
+            self.start()
+            return
+        where = f" ({server.key})" if server is not None else ""
+        self._release_server()
+        self.fail(status, f"{reason}{where}")
+
+    def _upstream_failed(self, reason: str, status: int) -> None:
+        server = self.server
+        if server is not None:
+            self.backend.outcomes.failure(server, reason)
+        where = f" ({server.key})" if server is not None else ""
+        self._release_server()
+        self.fail(status, f"{reason}{where}")
+
+    def fail(self, status: int, detail: str) -> None:
+        """Answer the client with an error if it has no response head yet, else cut it."""
+        upstream = self.upstream
+        self.upstream = None
+        if upstream is not None:
+            upstream.close()
+        self._release_server()
+        conn = self.conn
+        if self.head_sent:
+            log.warning("response aborted after headers were sent: %s", detail)
+            conn.abort()
+            return
+        log.warning(
+            "%d for %s %s: %s",
+            status,
+            self.head.method.decode(),
+            self.head.target[:80].decode("latin-1"),
+            detail,
+        )
+        conn.send_error_and_close(status, detail)
+
+    def _release_server(self) -> None:
+        server = self.server
+        if server is not None:
+            self.server = None
+            self.backend.release(server)
+
+    def abandon(self) -> None:
+        """The client went away: free the server side."""
+        upstream = self.upstream
+        self.upstream = None
+        if upstream is not None:
+            upstream.close()
+        self._release_server()
+
+
+def _hash_value(head: RequestHead, hash_key: object) -> bytes | None:
+    source = getattr(hash_key, "source", "uri")
+    if source == "uri":
+        return head.target
+    name = (getattr(hash_key, "name", None) or "").lower().encode()
+    for key, value in head.headers:
+        lower = key.lower()
+        if source == "header" and lower == name:
+            return value
+        if source == "cookie" and lower == b"cookie":
+            for part in value.split(b";"):
+                k, _, v = part.strip().partition(b"=")
+                if k.lower() == name:
+                    return v
+    return None
+
+
+class HttpClientConnection(asyncio.Protocol):
+    """One client connection on an HTTP frontend."""
+
+    def __init__(self, frontend: FrontendRuntime) -> None:
+        self.frontend = frontend
+        self.loop = frontend.loop
+        self.limits = frontend.limits
+        self.parser = httptools.HttpRequestParser(self)
+        self.transport: asyncio.Transport | None = None
+        self.client_ip = "0.0.0.0"
+        self.client_port = 0
+        self.http11 = True
+        self.closed = False
+        self.closing = False  # no new request after the current one
+        self.active: Exchange | None = None
+        self.receiving: Exchange | None = None
+        self.queue: deque[Exchange] = deque()
+        self._paused = 0
+        self._write_paused = False
+        self._url = b""
+        self._headers: list[tuple[bytes, bytes]] = []
+        self._head_bytes = 0
+        self._timer_kind = _TIMER_IDLE
+        self.timer = LazyTimer(self.loop, self._timed_out)
+        self.admitted = False
+        self._early: list[bytes] = []
+
+    # -- asyncio.Protocol --------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        peer = transport.get_extra_info("peername")
+        if peer:
+            self.client_ip, self.client_port = peer[0], peer[1]
+        self.frontend.connection_opened(self)
+        self._arm(_TIMER_HEAD, self.frontend.timeouts.http_request)
+        self._paused = _PAUSE_ADMIT
+        self.frontend.admit(self, self._admitted)
+        if not self.admitted:
+            # uvloop starts reading right after connection_made returns, so a
+            # pause from inside it is lost: apply it on the next loop turn.
+            self.loop.call_soon(self._reapply_pause)
+
+    def _admitted(self) -> None:
+        self.admitted = True
+        self.resume_reading(_PAUSE_ADMIT)
+        if self._early:
+            self.loop.call_soon(self.data_received, b"")
+
+    def _reapply_pause(self) -> None:
+        if self._paused and self.transport is not None and not self.closed:
+            self.transport.pause_reading()
+
+    def data_received(self, data: bytes) -> None:
+        if not self.admitted:
+            self._early.append(data)  # read before the pause took effect
+            self._reapply_pause()
+            return
+        if self._early:
+            data = b"".join([*self._early, data])
+            self._early.clear()
+        if self._timer_kind == _TIMER_BODY:
+            self.timer.deadline = self.loop.time() + self.frontend.timeouts.client
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self._reject(400, "protocol upgrade requests are not supported")
+        except httptools.HttpParserError as exc:
+            # httptools wraps an exception raised in a callback (our policy
+            # checks) in HttpParserCallbackError, keeping it as __context__.
+            cause = exc.__context__
+            if isinstance(cause, ClientProtocolError):
+                self._reject(cause.status, cause.reason)
+            elif cause is not None and not isinstance(cause, httptools.HttpParserError):
+                log.error("internal error handling a request", exc_info=cause)
+                self._reject(500, "internal error in the proxy (see its log)")
+            else:
+                self._reject(400, f"malformed request: {parser_reason(exc)}")
+
+    def eof_received(self) -> bool:
+        if self.active is None and not self.queue:
+            self.close()
+            return False
+        # Let the current exchange finish, then close (client half-closed).
+        self.closing = True
+        return True
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.timer.cancel()
+        for exchange in (self.active, *self.queue):
+            if exchange is not None:
+                exchange.abandon()
+        self.active = None
+        self.queue.clear()
+        self.frontend.connection_closed(self)
+
+    def pause_writing(self) -> None:
+        self._write_paused = True
+        if self.active is not None and self.active.upstream is not None:
+            self.active.upstream.pause_reading()
+
+    def resume_writing(self) -> None:
+        self._write_paused = False
+        if self.active is not None and self.active.upstream is not None:
+            self.active.upstream.resume_reading()
+
+    # -- httptools callbacks ------------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        self._url = b""
+        self._headers = []
+        self._head_bytes = 0
+        if self.active is None:
+            self._arm(_TIMER_HEAD, self.frontend.timeouts.http_request)
+
+    def on_url(self, url: bytes) -> None:
+        self._url += url
+        if len(self._url) > self.limits.max_request_line:
+            raise ClientProtocolError(414, "request line too long")
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._head_bytes += len(name) + len(value) + 4
+        self._headers.append((name, value))
+        if self._head_bytes > self.limits.max_header_bytes:
+            raise ClientProtocolError(431, "request header section too large")
+        if len(self._headers) > self.limits.max_headers:
+            raise ClientProtocolError(431, "too many request headers")
+
+    def on_headers_complete(self) -> None:
+        if self.closing:
+            raise ClientProtocolError(400, "request after the connection was set to close")
+        parser = self.parser
+        version = parser.get_http_version()
+        self.http11 = version == "1.1"
+        head = check_request_head(
+            parser.get_method(), self._url, version, self._headers, self.limits
+        )
+        backend = self.frontend.route(head)
+        exchange = Exchange(self, head, backend)
+        self.receiving = exchange
+        if not head.keep_alive:
+            self.closing = True
+        if self.active is None:
+            self.active = exchange
+            self._arm(
+                _TIMER_NONE if exchange.request_done else _TIMER_BODY, self.frontend.timeouts.client
+            )
+            exchange.start()
+        else:
+            self.queue.append(exchange)
+            self.pause_reading(_PAUSE_QUEUE)
+
+    def on_body(self, body: bytes) -> None:
+        if self.receiving is not None:
+            self.receiving.request_body(body)
+
+    def on_message_complete(self) -> None:
+        exchange = self.receiving
+        self.receiving = None
+        if exchange is None:
+            return
+        if not exchange.request_done:
+            exchange.request_complete()
+        if exchange is self.active and self._timer_kind == _TIMER_BODY:
+            self._arm(_TIMER_NONE, 0)
+
+    # -- used by exchanges ------------------------------------------------------------------
+
+    def write(self, data: bytes) -> None:
+        if self.transport is not None and not self.closed:
+            self.transport.write(data)
+
+    def exchange_finished(self, exchange: Exchange) -> None:
+        if exchange is not self.active:
+            return
+        self.active = None
+        if not exchange.keep_alive or self.closed:
+            self.close()
+            return
+        if self.queue:
+            nxt = self.queue.popleft()
+            self.active = nxt
+            if not self.queue:
+                self.resume_reading(_PAUSE_QUEUE)
+            self._arm(
+                _TIMER_NONE if nxt.request_done else _TIMER_BODY, self.frontend.timeouts.client
+            )
+            nxt.start()
+            return
+        if self.closing:
+            self.close()
+            return
+        self._arm(_TIMER_IDLE, self.frontend.timeouts.client)
+
+    def send_error_and_close(self, status: int, detail: str) -> None:
+        self.frontend.count_error(status)
+        self.write(error_response(status, detail))
+        self.close()
+
+    def pause_reading(self, reason: int) -> None:
+        if not self._paused and self.transport is not None:
+            self.transport.pause_reading()
+        self._paused |= reason
+
+    def resume_reading(self, reason: int) -> None:
+        if not self._paused & reason:
+            return
+        self._paused &= ~reason
+        if not self._paused and self.transport is not None and not self.closed:
+            self.transport.resume_reading()
+
+    def pause_reading_for_upstream(self) -> None:
+        self.pause_reading(_PAUSE_UPSTREAM)
+
+    def resume_reading_for_upstream(self) -> None:
+        self.resume_reading(_PAUSE_UPSTREAM)
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    def shutdown(self) -> None:
+        """Graceful stop: finish the current exchange, take no new request."""
+        self.closing = True
+        if self.active is None and not self.queue:
+            self.close()
+
+    def _reject(self, status: int, reason: str) -> None:
+        log.info("rejected request from %s: %d %s", self.client_ip, status, reason)
+        exchange = self.active
+        if exchange is not None and exchange.head_sent:
+            self.abort()
+            return
+        for pending in (self.active, *self.queue):
+            if pending is not None:
+                pending.abandon()
+        self.active = None
+        self.queue.clear()
+        self.send_error_and_close(status, reason)
+
+    def _arm(self, kind: int, seconds: float) -> None:
+        self._timer_kind = kind
+        if kind == _TIMER_NONE:
+            self.timer.set(None)
+        else:
+            self.timer.set(self.loop.time() + seconds)
+
+    def _timed_out(self) -> None:
+        kind = self._timer_kind
+        if kind == _TIMER_IDLE:
+            self.close()
+        elif kind == _TIMER_HEAD:
+            if self._url or self._headers or self.active is not None:
+                self._reject(408, "request head not received within timeouts.http_request")
+            else:
+                self.close()
+        elif kind == _TIMER_BODY:
+            self._reject(408, "request body stalled longer than timeouts.client")
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self.timer.cancel()
+        if self.transport is not None:
+            self.transport.close()
+
+    def abort(self) -> None:
+        self.closed = True
+        self.timer.cancel()
+        if self.transport is not None:
+            self.transport.abort()

@@ -1,0 +1,704 @@
+"""HTTP/1.1 message policy for the L7 proxy: what may pass, and how heads are rebuilt.
+
+This module owns every decision about a message head that the proxy makes once per
+request and once per response, and nothing else (no I/O, no clock, no body handling):
+
+* `check_request_head` is the security boundary against request smuggling: it refuses
+  anything whose framing two HTTP implementations could read differently, removes
+  hop-by-hop headers and says how the connection continues (keep-alive, 100-continue).
+* `upstream_request_head` rebuilds the head sent to a server: HTTP/1.1, end-to-end
+  headers as received, our X-Forwarded-* / Forwarded headers, framing we chose.
+* `check_response_head` / `client_response_head` do the same for the server's answer.
+* `error_response` builds the small responses the proxy answers by itself.
+
+Framing is always re-derived: we never forward the client's Content-Length or
+Transfer-Encoding header bytes, only our own from the parsed values, so a header that one
+parser reads and another ignores cannot reach a server.
+
+What httptools 0.9 (llhttp, strict mode) already does, found by feeding it raw requests:
+
+* rejects: bare LF line ends; CTL, space, obs-text or a missing name before ':' in header
+  names; whitespace before ':'; obs-fold; CTL (incl. NUL, CR, LF, DEL) in header values;
+  Content-Length together with Transfer-Encoding; duplicate Content-Length (even equal
+  values); Content-Length with a sign, comma, hex, inner space, empty or over 2**64;
+  Transfer-Encoding lists where chunked is not last, a second `chunked`, or a request
+  whose final coding is not chunked ("identity", "xchunked"); non-ASCII bytes, TAB and
+  DEL in the target; an empty target; unknown or lower-case methods; HTTP/1.2.
+* lets through, so we check here: duplicate or missing Host and any bytes in it;
+  "Transfer-Encoding: gzip, chunked" and "CHUNKED"; Transfer-Encoding on HTTP/1.0;
+  HTTP/0.9 and HTTP/2.0 request lines (0.9 also without a version); trailing OWS in
+  values (leading OWS is stripped, trailing is kept: "Content-Length: 5 " arrives as
+  b"5 "); underscores in names; any number or size of headers; status codes outside
+  100-599 in responses; a response Transfer-Encoding without chunked (read to close).
+* CONNECT, and requests with Upgrade, make feed_data raise HttpParserUpgrade *after*
+  on_headers_complete, so this module has already ruled on them (CONNECT gets 501; the
+  Upgrade header is hop-by-hop and removed, so the upgrade never reaches a server).
+* on_header is called once per complete header even when a header spans several
+  feed_data chunks; on_url may be called several times (callers concatenate).
+* An exception raised in a callback does not come out of feed_data as itself: httptools
+  raises HttpParserCallbackError with the original exception as its __context__.
+
+Speed: this runs once per message, so the hot path avoids per-header function calls: one
+byte-class check over all values joined, one loop that sorts headers into "copied as is"
+and "noted" (the few that matter to us) and interpretation of the noted ones only. The
+module's only state is two bounded memos of already-validated header names and Host
+values; they never change a result, only skip repeated work. bench/http_policy_speed.py
+measures it.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from http import HTTPStatus
+from operator import itemgetter
+from typing import Literal
+
+from bascule.errors import ClientProtocolError, UpstreamProtocolError
+
+Framing = Literal["length", "chunked", "close", "none"]
+Header = tuple[bytes, bytes]
+
+MAX_CONTENT_LENGTH = 2**62
+"""Largest Content-Length we accept; bigger values only ever come from attacks or bugs."""
+
+_TCHARS = b"!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+# field-value and reason-phrase bytes: HTAB, SP, VCHAR, obs-text (RFC 9110 5.5, RFC 9112 4).
+_FIELD_BYTES = b"\t" + bytes(range(0x20, 0x7F)) + bytes(range(0x80, 0x100))
+# Byte-class tables for translate(): allowed bytes become 0, others 1. One translate over
+# all values joined is much cheaper than a check per header; names are checked once per
+# distinct name, see _lower_name. Test the result with `1 in classes`, not b"\x01": for a
+# bytes needle CPython first tries (and fails) to read it as an int, which costs 5-8x.
+_FIELD_CLASS = bytes(0 if b in _FIELD_BYTES else 1 for b in range(256))
+_NON_TOKEN_CLASS = bytes(0 if b in _TCHARS else 1 for b in range(256))
+# Request-target: anything but SP and CTLs (llhttp narrows this further).
+_TARGET_CLASS = bytes(0 if 0x21 <= b != 0x7F else 1 for b in range(256))
+# uri-host [":" port]: reg-name (RFC 3986: unreserved, pct-encoded, sub-delims) or an
+# IPv4 address (a reg-name too) or a bracketed IPv6 literal, then optional trailing OWS.
+_HOST = re.compile(rb"((?:[A-Za-z0-9\-._~%!$&'()*+,;=]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]*)?)[ \t]*")
+
+_PLAIN_METHODS = frozenset(
+    {b"GET", b"HEAD", b"POST", b"PUT", b"DELETE", b"OPTIONS", b"PATCH", b"TRACE"}
+)
+_IDEMPOTENT_METHODS = frozenset({b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"})
+_HOP_BY_HOP = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"proxy-connection",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+    }
+)
+# Connection may name any header as hop-by-hop, but not these: Host must reach the server,
+# and framing is decided from the original headers whatever Connection says.
+_NEVER_NAMED_AWAY = frozenset({b"host", b"content-length", b"transfer-encoding"})
+# CGI-style servers (PHP-FPM, WSGI environ) turn both '-' and '_' into '_', so
+# "Content_Length" would collide with the real framing header behind us. llhttp accepts
+# '_' in names (it is a tchar), so we refuse these two spellings outright.
+_CGI_FRAMING_ALIASES = frozenset({b"content_length", b"transfer_encoding"})
+# Headers the proxy regenerates on the way to the server.
+_PROXY_SET = frozenset(
+    {b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host", b"forwarded"}
+)
+# Headers the scan hands to interpretation; everything else is copied straight through.
+_REQUEST_NOTED = (
+    _HOP_BY_HOP | _CGI_FRAMING_ALIASES | _PROXY_SET | {b"host", b"content-length", b"expect"}
+)
+_RESPONSE_NOTED = _HOP_BY_HOP | {b"content-length"}
+# Noted headers that are end-to-end and so also stay in the forwarded list.
+_NOTED_BUT_KEPT = _PROXY_SET | {b"host", b"expect"}
+_PROTO_BYTES = {"http": b"http", "https": b"https"}
+_STATUS_LINE_STARTS = {code: b"HTTP/1.1 %d " % code for code in range(100, 600)}
+# RFC 9110 renamed these; http.HTTPStatus still has the RFC 2616 phrases.
+_PHRASE_OVERRIDES = {413: "Content Too Large", 414: "URI Too Long", 422: "Unprocessable Content"}
+_ERROR_DETAIL_LIMIT = 300
+
+# Memos for values that repeat on nearly every request: valid header name -> lower-cased
+# name, raw Host value -> validated host. Each distinct value is checked once. A memo
+# stops growing at the limit, so random values from an attacker only cost the slow path.
+_MEMO_LIMIT = 4096
+_MEMO_NAME_MAX = 64  # longer names are checked every time (and counted exactly)
+_lowered_names: dict[bytes, bytes] = {}
+_valid_hosts: dict[bytes, bytes] = {}
+_value_of = itemgetter(1)
+
+
+@dataclass(slots=True, frozen=True)
+class HeadLimits:
+    """Size limits for one message head (nginx/HAProxy-like defaults)."""
+
+    max_header_bytes: int = 32768
+    max_headers: int = 100
+    max_request_line: int = 8192
+
+
+@dataclass(slots=True)
+class RequestHead:
+    """A request head that passed the policy, as the proxy routes and forwards it.
+
+    `target` is origin-form ("/path?query") or "*": an absolute-form target
+    ("http://host/path") is reduced to its path and its authority becomes the Host, as
+    RFC 9112 3.2.3 requires of a proxy. `headers` holds the end-to-end headers in arrival
+    order and original case, always exactly one Host among them (an HTTP/1.0 request
+    without one gets an empty Host, RFC 9112 3.2); Content-Length and Transfer-Encoding
+    are not in it (see `content_length` / `chunked`). `host` is the Host value without
+    trailing whitespace, for routing.
+    """
+
+    method: bytes
+    target: bytes
+    version: str
+    host: bytes
+    headers: list[Header]
+    content_length: int | None
+    chunked: bool
+    keep_alive: bool
+    idempotent: bool
+    expects_continue: bool
+    # False only when check_request_head saw no X-Forwarded-* or Forwarded header, which
+    # lets upstream_request_head skip looking for them. Leave it True (the safe default)
+    # if you build a RequestHead yourself or add such a header to `headers`.
+    has_forwarding_headers: bool = True
+
+
+@dataclass(slots=True)
+class ResponseHead:
+    """A server response head that passed the policy.
+
+    `keep_alive` is False when the server will close: "Connection: close", HTTP/1.0
+    without keep-alive, or a body delimited by closing (no Content-Length, not chunked).
+    The last case is conservative for responses to HEAD, which only the caller knows.
+    """
+
+    status: int
+    reason: bytes
+    version: str
+    headers: list[Header]
+    content_length: int | None
+    chunked: bool
+    keep_alive: bool
+    no_body: bool
+
+
+class _PolicyError(Exception):
+    """Internal: a head breaks the policy. Converted to the public error at the boundary."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+class _Controls:
+    """What the noted headers of one message say.
+
+    The class attributes are the defaults, so the common message (Host, perhaps
+    "Connection: keep-alive") costs one attribute write or two.
+    """
+
+    hosts: tuple[bytes, ...] = ()
+    content_lengths: tuple[bytes, ...] = ()
+    transfer_encodings: tuple[bytes, ...] = ()
+    named: frozenset[bytes] = frozenset()  # headers that Connection declares hop-by-hop
+    close = False
+    keep_alive = False
+    expect_continue = False
+    forwarding = False  # X-Forwarded-* or Forwarded present
+
+
+# -- requests -------------------------------------------------------------------------------
+
+
+def check_request_head(
+    method: bytes,
+    target: bytes,
+    version: str,
+    headers: list[Header],
+    limits: HeadLimits,
+) -> RequestHead:
+    """Validate a parsed request head; raise ClientProtocolError(status, reason) if unsafe.
+
+    `version` is httptools' "1.1"/"1.0"; `headers` are (name, value) as on_header gave
+    them. The caller answers a rejection with `error_response` and closes the connection.
+    """
+    try:
+        return _check_request(method, target, version, headers, limits)
+    except _PolicyError as reject:
+        raise ClientProtocolError(reject.status, reject.reason) from None
+
+
+def _check_request(
+    method: bytes,
+    target: bytes,
+    version: str,
+    headers: list[Header],
+    limits: HeadLimits,
+) -> RequestHead:
+    if version != "1.1" and version != "1.0":
+        raise _PolicyError(505, f"HTTP version {version!r} is not supported (use 1.1 or 1.0)")
+    if method not in _PLAIN_METHODS:
+        _check_method(method)
+    if len(target) > limits.max_request_line:
+        raise _PolicyError(
+            414, f"request target is {len(target)} bytes, limit {limits.max_request_line}"
+        )
+    authority = None
+    if target[:1] != b"/" or 1 in target.translate(_TARGET_CLASS):
+        target, authority = _unusual_target(method, target)
+    kept, noted = _sort_headers(headers, limits, "request", _REQUEST_NOTED)
+    controls = _read_controls(noted, "request") if noted else _Controls()
+    if controls.content_lengths or controls.transfer_encodings:
+        content_length, chunked = _framing(controls, "request")
+        if chunked and version == "1.0":
+            # RFC 9112 6.1: Transfer-Encoding in an HTTP/1.0 message means faulty framing.
+            raise _PolicyError(400, "Transfer-Encoding in an HTTP/1.0 request (use HTTP/1.1)")
+    else:
+        content_length, chunked = None, False
+    host = _request_host(controls.hosts, version)
+    if controls.named:
+        kept = _without_named(kept, controls.named)
+    if authority is not None:
+        host = authority
+        _set_host_header(kept, authority)
+    elif not controls.hosts:
+        kept.insert(0, (b"Host", b""))  # HTTP/1.0 without Host: RFC 9112 3.2
+    http11 = version == "1.1"
+    return RequestHead(
+        method,
+        target,
+        version,
+        host,
+        kept,
+        content_length,
+        chunked,
+        not controls.close and (http11 or controls.keep_alive),
+        method in _IDEMPOTENT_METHODS,
+        # RFC 9110 10.1.1: a 100-continue expectation in an HTTP/1.0 request is ignored.
+        controls.expect_continue and http11,
+        controls.forwarding,
+    )
+
+
+def _check_method(method: bytes) -> None:
+    if not method or method.translate(None, _TCHARS):
+        raise _PolicyError(400, f"method '{_show(method)}' is not a valid token")
+    if method == b"CONNECT":
+        raise _PolicyError(501, "CONNECT is not supported: this is a reverse proxy, not a tunnel")
+
+
+def _unusual_target(method: bytes, target: bytes) -> tuple[bytes, bytes | None]:
+    """Check a target that is not plain origin-form: return (target, authority or None)."""
+    if not target or 1 in target.translate(_TARGET_CLASS):
+        raise _PolicyError(400, f"request target '{_show(target)}' is empty or has space/CTL")
+    if target == b"*":
+        if method != b"OPTIONS":
+            raise _PolicyError(400, "request target '*' is only allowed with OPTIONS")
+        return target, None
+    prefix = target[:8].lower()
+    if prefix.startswith(b"http://") or prefix == b"https://":
+        return _from_absolute_form(target)
+    raise _PolicyError(
+        400, f"request target '{_show(target)}' must start with '/' or be an http(s):// URL"
+    )
+
+
+def _from_absolute_form(target: bytes) -> tuple[bytes, bytes]:
+    """Split "http://authority/path" into origin-form path and authority (RFC 9112 3.2.2)."""
+    rest = target[target.find(b"://") + 3 :]
+    end = len(rest)
+    for delimiter in (b"/", b"?", b"#"):
+        found = rest.find(delimiter)
+        if 0 <= found < end:
+            end = found
+    authority, path = rest[:end], rest[end:]
+    if b"@" in authority:
+        raise _PolicyError(400, "user info in the request target is not allowed")
+    if not authority or _HOST.fullmatch(authority) is None:
+        raise _PolicyError(400, f"invalid authority '{_show(authority)}' in the request target")
+    if path[:1] == b"#":
+        path = b""
+    if path[:1] != b"/":
+        path = b"/" + path
+    return path, authority
+
+
+def _request_host(hosts: tuple[bytes, ...], version: str) -> bytes:
+    """The Host value, after the checks RFC 9112 3.2 demands of a server."""
+    if len(hosts) == 1:
+        host = _valid_hosts.get(hosts[0])
+        if host is not None:
+            return host
+        match = _HOST.fullmatch(hosts[0])
+        if match is not None:
+            host = match.group(1)
+            if len(_valid_hosts) < _MEMO_LIMIT:
+                _valid_hosts[hosts[0]] = host
+            return host
+        if not hosts[0].strip(b" \t"):
+            raise _PolicyError(400, "empty Host header")
+        raise _PolicyError(400, f"invalid Host header '{_show(hosts[0])}' (expected host[:port])")
+    if hosts:
+        raise _PolicyError(400, "duplicate Host header (send exactly one)")
+    if version == "1.1":
+        raise _PolicyError(400, "missing Host header (required in HTTP/1.1)")
+    return b""
+
+
+def _set_host_header(kept: list[Header], host: bytes) -> None:
+    """Make the Host header say `host`: the absolute-form authority wins (RFC 9112 3.2.3)."""
+    for index, (name, _) in enumerate(kept):
+        if name.lower() == b"host":
+            kept[index] = (name, host)
+            return
+    kept.insert(0, (b"Host", host))
+
+
+def upstream_request_head(
+    head: RequestHead, client_ip: str, client_port: int, proto: str = "http"
+) -> bytes:
+    """The request head to send to a server, always HTTP/1.1 and keep-alive by default.
+
+    Client-sent X-Forwarded-For and Forwarded values are kept and our hop is appended (like
+    nginx's $proxy_add_x_forwarded_for); X-Forwarded-Proto and X-Forwarded-Host are set.
+    `client_port` is accepted for interface stability but not sent: RFC 7239 allows a port
+    in for=, but it only helps correlate logs and leaks client details to every server.
+    """
+    parts = [head.method, b" ", head.target, b" HTTP/1.1\r\n"]
+    prior_for: list[bytes] = []
+    prior_forwarded: list[bytes] = []
+    if head.has_forwarding_headers:
+        memo = _lowered_names
+        for name, value in head.headers:
+            lname = memo.get(name) or name.lower()
+            if lname not in _PROXY_SET:
+                parts += (name, b": ", value, b"\r\n")
+            elif lname == b"x-forwarded-for":
+                prior_for.append(value)
+            elif lname == b"forwarded":
+                prior_forwarded.append(value)
+    else:
+        for name, value in head.headers:
+            parts += (name, b": ", value, b"\r\n")
+    ip = client_ip.encode("ascii")
+    proto_bytes = _PROTO_BYTES.get(proto) or proto.encode("ascii")
+    host = head.host
+    # RFC 7239 6: an IPv6 node is bracketed and quoted; host is a token or quoted-string.
+    node = b'"[' + ip + b']"' if ":" in client_ip else ip or b"unknown"
+    element = b"for=" + node + b";host=" + _token_or_quoted(host) if host else b"for=" + node
+    parts += (
+        b"X-Forwarded-For: ",
+        _appended(prior_for, ip) if prior_for else ip,
+        b"\r\nX-Forwarded-Proto: ",
+        proto_bytes,
+        b"\r\nX-Forwarded-Host: " + host if host else b"",
+        b"\r\nForwarded: ",
+        _appended(prior_forwarded, element + b";proto=" + proto_bytes),
+        b"\r\n",
+    )
+    if head.content_length is not None:
+        parts.append(b"Content-Length: %d\r\n\r\n" % head.content_length)
+    elif head.chunked:
+        parts.append(b"Transfer-Encoding: chunked\r\n\r\n")
+    else:
+        parts.append(b"\r\n")
+    return b"".join(parts)
+
+
+def _appended(prior: list[bytes], ours: bytes) -> bytes:
+    """A list-valued header with our element after the client's (empty members dropped)."""
+    members = [value for value in prior if value.strip(b" \t")]
+    return b", ".join([*members, ours])
+
+
+def _token_or_quoted(value: bytes) -> bytes:
+    if value and 1 not in value.translate(_NON_TOKEN_CLASS):
+        return value
+    return b'"' + value.replace(b"\\", b"\\\\").replace(b'"', b'\\"') + b'"'
+
+
+# -- responses ------------------------------------------------------------------------------
+
+
+def check_response_head(
+    status: int,
+    reason: bytes,
+    version: str,
+    headers: list[Header],
+    limits: HeadLimits,
+) -> ResponseHead:
+    """Validate a server's response head; raise UpstreamProtocolError (client gets 502)."""
+    try:
+        return _check_response(status, reason, version, headers, limits)
+    except _PolicyError as reject:
+        raise UpstreamProtocolError(reject.reason) from None
+
+
+def _check_response(
+    status: int,
+    reason: bytes,
+    version: str,
+    headers: list[Header],
+    limits: HeadLimits,
+) -> ResponseHead:
+    if not 100 <= status <= 599:
+        raise _PolicyError(502, f"server sent status code {status}, outside 100-599")
+    if version != "1.1" and version != "1.0":
+        raise _PolicyError(502, f"server answered with unsupported HTTP version {version!r}")
+    if 1 in reason.translate(_FIELD_CLASS):
+        raise _PolicyError(
+            502, f"control character in the server's reason phrase '{_show(reason)}'"
+        )
+    kept, noted = _sort_headers(headers, limits, "response", _RESPONSE_NOTED)
+    controls = _read_controls(noted, "response") if noted else _Controls()
+    if controls.content_lengths or controls.transfer_encodings:
+        content_length, chunked = _framing(controls, "response")
+        if chunked and version == "1.0":
+            raise _PolicyError(502, "server sent Transfer-Encoding in an HTTP/1.0 response")
+    else:
+        content_length, chunked = None, False
+    no_body = status < 200 or status == 204 or status == 304
+    if status < 200 or status == 204:
+        # RFC 9110 8.6 / RFC 9112 6.1: these never carry framing headers; do not relay any.
+        content_length, chunked = None, False
+    if controls.named:
+        kept = _without_named(kept, controls.named)
+    keep_alive = (
+        not controls.close
+        and (version == "1.1" or controls.keep_alive)
+        and (no_body or chunked or content_length is not None)
+    )
+    return ResponseHead(status, reason, version, kept, content_length, chunked, keep_alive, no_body)
+
+
+def client_response_head(
+    head: ResponseHead, framing: Framing, keep_alive: bool, http10_client: bool = False
+) -> bytes:
+    """The response head to send to the client.
+
+    `framing` is how the caller will send the body: "length" (Content-Length), "chunked"
+    (we re-chunk), "close" (body ends when we close) or "none" (no body: HEAD, 1xx, 204,
+    304; a Content-Length the server sent is kept since it describes the resource).
+    """
+    if framing == "close" and keep_alive:
+        raise ValueError("framing 'close' ends the connection: keep_alive must be False")
+    if framing == "chunked" and http10_client:
+        raise ValueError("an HTTP/1.0 client cannot read chunked framing: use 'close'")
+    parts = [_STATUS_LINE_STARTS[head.status], head.reason, b"\r\n"]
+    for header in head.headers:
+        parts += (header[0], b": ", header[1], b"\r\n")
+    if framing == "length" or (framing == "none" and head.content_length is not None):
+        if head.content_length is None:
+            raise ValueError("framing 'length' needs a response with a Content-Length")
+        parts.append(b"Content-Length: %d\r\n" % head.content_length)
+    elif framing == "chunked":
+        parts.append(b"Transfer-Encoding: chunked\r\n")
+    if not keep_alive:
+        parts.append(b"Connection: close\r\n\r\n")
+    elif http10_client:
+        parts.append(b"Connection: keep-alive\r\n\r\n")
+    else:
+        parts.append(b"\r\n")
+    return b"".join(parts)
+
+
+def error_response(status: int, detail: str) -> bytes:
+    """A complete response the proxy sends by itself, then closes the connection.
+
+    The body is one line of text/plain: "503 Service Unavailable: <detail>".
+    """
+    if not 100 <= status <= 599:
+        raise ValueError(f"status {status} is outside 100-599")
+    phrase = _reason_phrase(status)
+    text = f"{status} {phrase}: {_printable(detail)}" if detail else f"{status} {phrase}"
+    body = (text + "\n").encode("utf-8")
+    return b"".join(
+        (
+            b"HTTP/1.1 %d %s\r\n" % (status, phrase.encode("ascii")),
+            b"Content-Type: text/plain; charset=utf-8\r\n",
+            b"Content-Length: %d\r\n" % len(body),
+            b"Connection: close\r\n",
+            b"Cache-Control: no-cache\r\n",
+            b"\r\n",
+            body,
+        )
+    )
+
+
+def _reason_phrase(status: int) -> str:
+    if status in _PHRASE_OVERRIDES:
+        return _PHRASE_OVERRIDES[status]
+    try:
+        return HTTPStatus(status).phrase
+    except ValueError:
+        return "Error"
+
+
+def _printable(detail: str) -> str:
+    """Detail text safe for a one-line body: no control characters, bounded length."""
+    cleaned = "".join(ch if ch.isprintable() else "?" for ch in detail[:_ERROR_DETAIL_LIMIT])
+    return cleaned + "..." if len(detail) > _ERROR_DETAIL_LIMIT else cleaned
+
+
+# -- shared by both directions --------------------------------------------------------------
+
+
+def _sort_headers(
+    headers: list[Header], limits: HeadLimits, side: str, noted_names: frozenset[bytes]
+) -> tuple[list[Header], list[Header]]:
+    """Check limits and bytes; split into headers copied as is and noted (lname, value).
+
+    Noted headers in _NOTED_BUT_KEPT are in both lists.
+    """
+    count = len(headers)
+    if count > limits.max_headers:
+        raise _PolicyError(431, f"too many {side} headers: {count}, limit {limits.max_headers}")
+    values = b"".join(map(_value_of, headers))
+    if len(values) + 4 * count > limits.max_header_bytes:
+        _check_header_bytes(headers, limits, side)
+    # llhttp already refuses these; checked again because this is the security boundary.
+    if 1 in values.translate(_FIELD_CLASS):
+        raise _PolicyError(400, _first_control_byte(headers, side))
+    kept: list[Header] = []
+    noted: list[Header] = []
+    memo = _lowered_names
+    new_names = False
+    for header in headers:
+        lname = memo.get(header[0])
+        if lname is None:
+            lname = _lower_name(header[0], side)
+            new_names = True
+        if lname in noted_names:
+            noted.append((lname, header[1]))
+            if lname in _NOTED_BUT_KEPT:
+                kept.append(header)
+        else:
+            kept.append(header)
+    # Memoised names are short, so unless a name was new the size is bounded without
+    # adding up the names.
+    if new_names or len(values) + (_MEMO_NAME_MAX + 4) * count > limits.max_header_bytes:
+        _check_header_bytes(headers, limits, side)
+    return kept, noted
+
+
+def _check_header_bytes(headers: list[Header], limits: HeadLimits, side: str) -> None:
+    """Total size as sum(len(name) + len(value) + 4) (": " and CRLF) against the limit."""
+    size = sum(len(name) + len(value) + 4 for name, value in headers)
+    if size > limits.max_header_bytes:
+        raise _PolicyError(
+            431, f"{side} header section is {size} bytes, limit {limits.max_header_bytes}"
+        )
+
+
+def _lower_name(name: bytes, side: str) -> bytes:
+    """Check that a header name is a token (RFC 9110 5.1) and return it lower-cased."""
+    bad = name.translate(None, _TCHARS)
+    if bad:
+        raise _PolicyError(
+            400, f"invalid byte '{_show(bad[:1])}' in {side} header name '{_show(name)}'"
+        )
+    if not name:
+        raise _PolicyError(400, f"empty header name in the {side}")
+    lname = name.lower()
+    if len(name) <= _MEMO_NAME_MAX and len(_lowered_names) < _MEMO_LIMIT:
+        _lowered_names[name] = lname
+    return lname
+
+
+def _first_control_byte(headers: list[Header], side: str) -> str:
+    for name, value in headers:
+        bad = value.translate(None, _FIELD_BYTES)
+        if bad:
+            return f"control byte '{_show(bad[:1])}' in value of {side} header '{_show(name)}'"
+    raise AssertionError("unreachable: the caller found a control byte")
+
+
+def _read_controls(noted: list[Header], side: str) -> _Controls:
+    """Interpret the noted (lower-cased name, value) pairs of one message."""
+    controls = _Controls()
+    for lname, value in noted:
+        if lname == b"host":
+            controls.hosts += (value,)
+        elif lname == b"connection":
+            if value.lower() == b"keep-alive":  # by far the most common value
+                controls.keep_alive = True
+            else:
+                _read_connection(value, controls)
+        elif lname == b"content-length":
+            controls.content_lengths += (value,)
+        elif lname == b"transfer-encoding":
+            controls.transfer_encodings += (value,)
+        elif lname == b"expect":
+            if value.rstrip(b" \t").lower() == b"100-continue":
+                controls.expect_continue = True
+        elif lname in _PROXY_SET:
+            controls.forwarding = True
+        elif lname in _CGI_FRAMING_ALIASES:
+            raise _PolicyError(
+                400, f"header '{_show(lname)}' in the {side} could be read as framing by CGI"
+            )
+    return controls
+
+
+def _read_connection(value: bytes, controls: _Controls) -> None:
+    named: set[bytes] = set()
+    for token in value.lower().split(b","):
+        option = token.strip(b" \t")
+        if option == b"close":
+            controls.close = True
+        elif option == b"keep-alive":
+            controls.keep_alive = True
+        elif option and option not in _HOP_BY_HOP and option not in _NEVER_NAMED_AWAY:
+            named.add(option)
+    if named:
+        controls.named = controls.named | named
+
+
+def _without_named(kept: list[Header], named: frozenset[bytes]) -> list[Header]:
+    """Remove headers the Connection header declared hop-by-hop (RFC 9110 7.6.1)."""
+    memo = _lowered_names
+    return [header for header in kept if (memo.get(header[0]) or header[0].lower()) not in named]
+
+
+def _framing(controls: _Controls, side: str) -> tuple[int | None, bool]:
+    """(content_length, chunked) from the original framing headers, or reject."""
+    lengths, codings = controls.content_lengths, controls.transfer_encodings
+    if lengths and codings:
+        raise _PolicyError(400, f"both Transfer-Encoding and Content-Length in the {side}")
+    if codings:
+        # Stricter than RFC 9112 on purpose (like HAProxy): we accept exactly one header
+        # saying exactly "chunked". Coding lists ("gzip, chunked"), repeats and odd spacing
+        # are where front and back parsers disagree about where a body ends (TE.TE and
+        # TE.CL smuggling), and we would have to decode other codings to find the end.
+        if len(codings) > 1:
+            raise _PolicyError(400, f"duplicate Transfer-Encoding header in the {side}")
+        if codings[0].lower() != b"chunked":
+            raise _PolicyError(
+                400,
+                f"Transfer-Encoding '{_show(codings[0])}' in the {side}: only a single "
+                "'chunked' is accepted",
+            )
+        return None, True
+    if len(lengths) > 1:
+        raise _PolicyError(400, f"duplicate Content-Length header in the {side}")
+    return _parse_content_length(lengths[0], side), False
+
+
+def _parse_content_length(value: bytes, side: str) -> int:
+    # isdigit() on bytes is ASCII-only: rejects signs, spaces, commas, hex and "".
+    if not value.isdigit():
+        raise _PolicyError(
+            400, f"malformed Content-Length '{_show(value)}' in the {side} (digits only)"
+        )
+    # Strip zeros before int() so a huge run of digits neither overflows nor is slow.
+    if len(value.lstrip(b"0")) > 19 or int(value) > MAX_CONTENT_LENGTH:
+        raise _PolicyError(400, f"Content-Length '{_show(value)}' in the {side} is too large")
+    return int(value)
+
+
+def _show(raw: bytes) -> str:
+    """Bytes as printable text for an error reason (escaped, bounded)."""
+    shown = repr(raw[:64])[2:-1]
+    return shown + "..." if len(raw) > 64 else shown

@@ -1,0 +1,229 @@
+"""The server side of the L7 proxy: one keep-alive HTTP/1.1 connection to a server.
+
+It parses responses with httptools and hands each event to the exchange it
+is currently serving. Between exchanges it sits in the pool; anything that
+arrives while idle (bytes or EOF) means the connection cannot be reused.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import TYPE_CHECKING
+
+import httptools
+
+from bascule.errors import UpstreamProtocolError
+from bascule.model import ServerView
+from bascule.proxy.http_policy import HeadLimits
+from bascule.proxy.pool import UpstreamPool
+from bascule.proxy.timers import LazyTimer
+
+if TYPE_CHECKING:
+    from bascule.proxy.http import Exchange
+
+log = logging.getLogger("bascule.http")
+
+
+class UpstreamConnection(asyncio.Protocol):
+    """One connection to a server, serving one exchange at a time."""
+
+    __slots__ = (
+        "_head_bytes",
+        "_headers",
+        "_reason",
+        "_reset_parser",
+        "closed",
+        "exchange",
+        "idle_since",
+        "limits",
+        "loop",
+        "parser",
+        "pool",
+        "reused",
+        "server",
+        "server_timeout",
+        "timer",
+        "transport",
+    )
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        server: ServerView,
+        pool: UpstreamPool,
+        limits: HeadLimits,
+        server_timeout: float,
+    ) -> None:
+        self.loop = loop
+        self.server = server
+        self.pool = pool
+        self.limits = limits
+        self.server_timeout = server_timeout
+        self.transport: asyncio.Transport | None = None
+        self.parser = httptools.HttpResponseParser(self)
+        self.exchange: Exchange | None = None
+        self.idle_since = 0.0
+        self.closed = False
+        self.reused = False
+        self._headers: list[tuple[bytes, bytes]] = []
+        self._head_bytes = 0
+        self._reason = b""
+        self._reset_parser = False
+        self.timer = LazyTimer(loop, self._timed_out)
+
+    # -- used by the exchange ----------------------------------------------------
+
+    def attach(self, exchange: Exchange) -> None:
+        self.exchange = exchange
+        self.timer.set(self.loop.time() + self.server_timeout)
+
+    def write(self, data: bytes) -> None:
+        assert self.transport is not None
+        self.transport.write(data)
+        self.timer.deadline = self.loop.time() + self.server_timeout
+
+    def release(self, reusable: bool) -> None:
+        """The exchange is over: back to the pool when reusable, else closed."""
+        self.exchange = None
+        self.timer.set(None)
+        if self._reset_parser:
+            self.parser = httptools.HttpResponseParser(self)
+            self._reset_parser = False
+        now = self.loop.time()
+        if reusable and not self.closed and self.pool.put(self.server.key, self, now):
+            self.reused = True
+            return
+        self.close()
+
+    def pause_reading(self) -> None:
+        if self.transport is not None and not self.closed:
+            self.transport.pause_reading()
+
+    def resume_reading(self) -> None:
+        if self.transport is not None and not self.closed:
+            self.transport.resume_reading()
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        self.timer.cancel()
+        self.pool.discard(self.server.key, self)
+        if self.transport is not None:
+            self.transport.close()
+
+    def skip_body(self) -> None:
+        """The response to a HEAD request has no body whatever its headers say;
+        llhttp cannot be told so through httptools, so use a new parser next time."""
+        self._reset_parser = True
+
+    # -- asyncio.Protocol ------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        exchange = self.exchange
+        if exchange is None:
+            self.close()  # bytes while idle: the server is out of sync
+            return
+        self.timer.deadline = self.loop.time() + self.server_timeout
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError as exc:
+            # An error raised in our callbacks arrives wrapped, as __context__.
+            cause = exc.__context__
+            if isinstance(cause, UpstreamProtocolError):
+                self._fail(exchange, cause.reason)
+            elif cause is not None and not isinstance(cause, httptools.HttpParserError):
+                log.error("internal error handling a response", exc_info=cause)
+                self._fail(exchange, "internal error in the proxy (see its log)")
+            else:
+                self._fail(exchange, f"malformed response: {parser_reason(exc)}")
+
+    def eof_received(self) -> bool:
+        exchange = self.exchange
+        if exchange is not None:
+            exchange.upstream_eof(self)  # completes a close-delimited response
+        if self.exchange is exchange and exchange is not None:
+            self.exchange = None
+            self.close()
+            exchange.upstream_lost(self, "server closed the connection")
+        self.close()
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        was_closed = self.closed
+        self.closed = True
+        self.timer.cancel()
+        self.pool.discard(self.server.key, self)
+        exchange = self.exchange
+        if exchange is not None and not was_closed:
+            self.exchange = None
+            reason = f"connection lost: {exc}" if exc else "server closed the connection"
+            exchange.upstream_lost(self, reason)
+
+    def pause_writing(self) -> None:
+        if self.exchange is not None:
+            self.exchange.conn.pause_reading_for_upstream()
+
+    def resume_writing(self) -> None:
+        if self.exchange is not None:
+            self.exchange.conn.resume_reading_for_upstream()
+
+    # -- httptools callbacks ---------------------------------------------------------
+
+    def on_message_begin(self) -> None:
+        self._headers = []
+        self._head_bytes = 0
+        self._reason = b""
+
+    def on_status(self, status: bytes) -> None:
+        self._reason += status
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._head_bytes += len(name) + len(value) + 4
+        self._headers.append((name, value))
+        if self._head_bytes > self.limits.max_header_bytes:
+            raise UpstreamProtocolError("response header section too large")
+        if len(self._headers) > self.limits.max_headers:
+            raise UpstreamProtocolError("too many response headers")
+
+    def on_headers_complete(self) -> None:
+        exchange = self.exchange
+        assert exchange is not None
+        parser = self.parser
+        exchange.response_head(
+            self, parser.get_status_code(), self._reason, parser.get_http_version(), self._headers
+        )
+
+    def on_body(self, body: bytes) -> None:
+        exchange = self.exchange
+        if exchange is not None:
+            exchange.response_body(body)
+
+    def on_message_complete(self) -> None:
+        exchange = self.exchange
+        if exchange is not None:
+            exchange.response_complete(self)
+
+    # -- failures ------------------------------------------------------------------
+
+    def _fail(self, exchange: Exchange, reason: str) -> None:
+        self.exchange = None
+        self.close()
+        exchange.upstream_bad_response(self, reason)
+
+    def _timed_out(self) -> None:
+        exchange = self.exchange
+        if exchange is None:
+            return
+        self.exchange = None
+        self.close()
+        exchange.upstream_timeout(self, self.server_timeout)
+
+
+def parser_reason(exc: Exception) -> str:
+    text = str(exc) or type(exc).__name__
+    return text.replace("\n", " ")[:200]

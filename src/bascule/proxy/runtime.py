@@ -1,0 +1,64 @@
+"""What the data plane holds per backend: the current balancer and live loads.
+
+The control plane calls `install(snapshot)` to publish a new immutable
+snapshot; the data plane only calls `pick`, `acquire`/`release` and reports
+outcomes. Loads (in-flight connections or requests per server) are kept
+here, not in snapshots, because they change on every request.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import TYPE_CHECKING, Protocol
+
+from bascule.balance.base import PickContext
+from bascule.balance.tiers import BackendBalancer
+from bascule.model import BackendSnapshot, ServerView
+
+if TYPE_CHECKING:
+    from bascule.config import BackendConfig
+
+
+class OutcomeSink(Protocol):
+    """Where the data plane reports what happened on live traffic."""
+
+    def failure(self, server: ServerView, reason: str) -> None: ...
+
+    def success(self, server: ServerView) -> None: ...
+
+
+class BackendRuntime:
+    """The data plane's view of one backend."""
+
+    __slots__ = ("_rng", "balancer", "config", "loads", "name", "outcomes", "snapshot")
+
+    def __init__(
+        self,
+        config: BackendConfig,
+        snapshot: BackendSnapshot,
+        outcomes: OutcomeSink,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.name = config.name
+        self.config = config
+        self.outcomes = outcomes
+        self.loads: dict[str, int] = {}
+        self._rng = rng or random.Random()
+        self.snapshot = snapshot
+        self.balancer = BackendBalancer(snapshot, config.algorithm, self.loads, self._rng)
+
+    def install(self, snapshot: BackendSnapshot) -> None:
+        """Publish a new snapshot: later picks see it, in-flight work is untouched."""
+        self.snapshot = snapshot
+        self.balancer = BackendBalancer(snapshot, self.config.algorithm, self.loads, self._rng)
+
+    def pick(self, ctx: PickContext, avoid: frozenset[str]) -> ServerView | None:
+        return self.balancer.pick(ctx, avoid)
+
+    def acquire(self, server: ServerView) -> None:
+        key = server.key
+        self.loads[key] = self.loads.get(key, 0) + 1
+
+    def release(self, server: ServerView) -> None:
+        key = server.key
+        self.loads[key] = self.loads.get(key, 1) - 1

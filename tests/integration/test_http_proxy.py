@@ -1,0 +1,421 @@
+"""The L7 proxy end to end: real client sockets, real Bascule, real backends."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from backends import Backend, Request, hang, raw, reset
+from client import Client, get, request
+from harness import free_port, http_config, running
+
+
+async def backends(*names: str) -> dict[str, Backend]:
+    return {n: await Backend(n).start() for n in names}
+
+
+def ports(bs: dict[str, Backend]) -> dict[str, int]:
+    return {n: b.port for n, b in bs.items()}
+
+
+async def test_get_is_proxied_with_forwarded_headers_and_hop_by_hop_removed() -> None:
+    bs = await backends("s1")
+    port = free_port()
+    async with running(http_config(port, ports(bs))):
+        resp = await request(
+            port,
+            get(
+                "/a?b=1",
+                host="shop.example",
+                extra="Connection: keep-alive, X-Secret\r\n"
+                "X-Secret: 1\r\nKeep-Alive: timeout=5\r\n"
+                "X-Forwarded-For: 203.0.113.9\r\n",
+            ),
+        )
+    assert resp is not None and resp.status == 200 and resp.body == b"s1\n"
+    seen = bs["s1"].requests[0]
+    assert seen.target == b"/a?b=1"
+    assert seen.header("host") == b"shop.example"
+    assert seen.header("x-forwarded-for") == b"203.0.113.9, 127.0.0.1"
+    assert seen.header("x-forwarded-proto") == b"http"
+    assert seen.header("x-forwarded-host") == b"shop.example"
+    assert b"for=127.0.0.1" in (seen.header("forwarded") or b"")
+    for gone in ("x-secret", "keep-alive", "connection"):
+        assert seen.header(gone) is None, gone
+
+
+async def test_keep_alive_on_both_sides_reuses_one_upstream_connection() -> None:
+    bs = await backends("s1")
+    port = free_port()
+    async with running(http_config(port, ports(bs))):
+        client = await Client.connect(port)
+        for _ in range(5):
+            client.send(get())
+            (resp,) = await client.read()
+            assert resp.status == 200
+        client.close()
+    assert len(bs["s1"].requests) == 5
+    assert bs["s1"].connection_count == 1
+
+
+async def test_pipelined_requests_are_answered_in_order() -> None:
+    async def slow_first(req: Request, transport: asyncio.Transport) -> None:
+        delay = 0.2 if req.target == b"/1" else 0.0
+        await asyncio.sleep(delay)
+        body = req.target
+        transport.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%b" % (len(body), body))
+
+    b1 = await Backend("s1", slow_first).start()
+    b2 = await Backend("s2", slow_first).start()
+    port = free_port()
+    async with running(http_config(port, {"s1": b1.port, "s2": b2.port})):
+        client = await Client.connect(port)
+        client.send(get("/1") + get("/2") + get("/3"))
+        got = await client.read(3)
+        client.close()
+    assert [r.body for r in got] == [b"/1", b"/2", b"/3"]
+
+
+async def test_request_bodies_stream_with_content_length_and_chunked() -> None:
+    def echo(req: Request, transport: asyncio.Transport) -> None:
+        te = req.header("transfer-encoding") or b"-"
+        body = b"%b|%b" % (te, req.body)
+        transport.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%b" % (len(body), body))
+
+    b = await Backend("s1", echo).start()
+    port = free_port()
+    async with running(http_config(port, {"s1": b.port})):
+        big = b"x" * 300_000
+        post = b"POST /u HTTP/1.1\r\nHost: h\r\nContent-Length: %d\r\n\r\n" % len(big)
+        resp = await request(port, post + big)
+        assert resp is not None and resp.body == b"-|" + big
+        chunked = (
+            b"POST /u HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"
+        )
+        resp = await request(port, chunked)
+        assert resp is not None and resp.body == b"chunked|hello world"
+
+
+async def test_response_framings_reach_the_client_intact() -> None:
+    payload = bytes(range(256)) * 8000  # 2 MB
+    responders = {
+        "length": raw(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%b" % (len(payload), payload)),
+        "chunked": raw(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+            b"%x\r\n%b\r\n0\r\n\r\n" % (len(payload), payload)
+        ),
+        "close": raw(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n" + payload, close=True),
+    }
+    for kind, responder in responders.items():
+        b = await Backend(kind, responder).start()
+        port = free_port()
+        async with running(http_config(port, {"s1": b.port})):
+            client = await Client.connect(port)
+            client.send(get())
+            (resp,) = await client.read(timeout=10)
+            assert resp.body == payload, kind
+            client.send(get())  # the client connection is still usable
+            (again,) = await client.read(timeout=10)
+            assert again.body == payload, kind
+            client.close()
+        await b.stop()
+
+
+async def test_head_response_has_no_body_and_connection_stays_usable() -> None:
+    def respond(req: Request, transport: asyncio.Transport) -> None:
+        if req.method == b"HEAD":
+            transport.write(b"HTTP/1.1 200 OK\r\nContent-Length: 1234\r\n\r\n")
+        else:
+            transport.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+
+    b = await Backend("s1", respond).start()
+    port = free_port()
+    async with running(http_config(port, {"s1": b.port})):
+        client = await Client.connect(port)
+        client.send(b"HEAD / HTTP/1.1\r\nHost: h\r\n\r\n")
+        # httptools cannot know the request was HEAD: read raw bytes instead.
+        head = await asyncio.wait_for(client.reader.readuntil(b"\r\n\r\n"), 5)
+        assert b"Content-Length: 1234" in head
+        client.send(get())
+        rest = await asyncio.wait_for(client.reader.readuntil(b"ok"), 5)
+        assert rest.startswith(b"HTTP/1.1 200")
+        client.close()
+    assert b.connection_count == 1
+
+
+async def test_backend_killed_mid_traffic_loses_no_idempotent_request() -> None:
+    bs = await backends("s1", "s2", "s3")
+    port = free_port()
+    cfg = http_config(
+        port,
+        ports(bs),
+        backend_extra="""
+        retries: 3
+        passive: {max_fails: 1, fail_timeout: 30s}
+    """,
+    )
+    results: list[int] = []
+
+    async def worker(n: int) -> None:
+        client = await Client.connect(port)
+        for _ in range(n):
+            client.send(get())
+            got = await client.read()
+            if not got:  # connection closed by proxy: reconnect, count as failure
+                results.append(0)
+                client = await Client.connect(port)
+                continue
+            results.append(got[0].status)
+            await asyncio.sleep(0.002)
+        client.close()
+
+    async with running(cfg):
+        workers = [asyncio.create_task(worker(150)) for _ in range(8)]
+        await asyncio.sleep(0.2)
+        await bs["s2"].stop(abort=True)  # listener closed and live connections reset
+        await asyncio.gather(*workers)
+    assert len(results) == 1200
+    assert set(results) == {200}
+
+
+async def test_refused_server_is_retried_elsewhere_and_all_down_gives_503() -> None:
+    live = await Backend("live").start()
+    dead_port = free_port()  # nothing listens there
+    port = free_port()
+    cfg = http_config(
+        port,
+        {"dead": dead_port, "live": live.port},
+        backend_extra="passive: {max_fails: 0, fail_timeout: 1s}",
+    )
+    async with running(cfg):
+        for _ in range(6):
+            resp = await request(port, get())
+            assert resp is not None and resp.status == 200
+    port2 = free_port()
+    async with running(http_config(port2, {"dead": dead_port})):
+        resp = await request(port2, get())
+    assert resp is not None and resp.status == 503
+    assert b"503" in resp.body and b"be" in resp.body
+    assert resp.header("connection") == b"close"
+
+
+async def test_hanging_server_gives_504_after_server_timeout() -> None:
+    b = await Backend("slow", hang).start()
+    port = free_port()
+    cfg = http_config(
+        port, {"slow": b.port}, backend_extra="timeouts: {connect: 1s, server: 300ms}"
+    )
+    async with running(cfg):
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        resp = await request(port, get(), timeout=5)
+        elapsed = loop.time() - started
+    assert resp is not None and resp.status == 504
+    assert b"timeouts.server" in resp.body
+    assert elapsed < 3
+
+
+async def test_reset_before_response_retries_get_but_never_replays_post() -> None:
+    flaky = await Backend("flaky", reset).start()
+    good = await Backend("good").start()
+    port = free_port()
+    cfg = http_config(
+        port,
+        {"flaky": flaky.port, "good": good.port},
+        backend_extra="algorithm: first\npassive: {max_fails: 0, fail_timeout: 1s}",
+    )
+    async with running(cfg):
+        resp = await request(port, get())
+        assert resp is not None and resp.status == 200 and resp.body == b"good\n"
+        post = b"POST /pay HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\n\r\nabc"
+        resp = await request(port, post)
+    assert resp is not None and resp.status == 502
+    assert [r.method for r in good.requests] == [b"GET"]  # the POST was not replayed
+    assert [r.method for r in flaky.requests] == [b"GET", b"POST"]
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\nok",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nok",
+        b"HTTP/1.1 200 OK\nContent-Length: 2\n\nok",
+        b"garbage\r\n\r\n",
+    ],
+)
+async def test_malformed_upstream_response_gives_502(bad: bytes) -> None:
+    b = await Backend("bad", raw(bad)).start()
+    port = free_port()
+    async with running(http_config(port, {"bad": b.port})):
+        resp = await request(port, get())
+    assert resp is not None and resp.status == 502
+
+
+MALFORMED = [
+    (
+        "CL and TE",
+        b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\n"
+        b"Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+        400,
+    ),
+    (
+        "duplicate CL",
+        b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\nabc",
+        400,
+    ),
+    ("malformed CL", b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 3x\r\n\r\nabc", 400),
+    ("TE not chunked", b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: gzip\r\n\r\n", 400),
+    (
+        "TE chunked twice",
+        b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked, chunked\r\n\r\n0\r\n\r\n",
+        400,
+    ),
+    ("bare LF", b"GET / HTTP/1.1\nHost: h\n\n", 400),
+    ("bare CR in value", b"GET / HTTP/1.1\r\nHost: h\r\nX-A: a\rb\r\n\r\n", 400),
+    ("NUL in value", b"GET / HTTP/1.1\r\nHost: h\r\nX-A: a\x00b\r\n\r\n", 400),
+    ("space before colon", b"GET / HTTP/1.1\r\nHost: h\r\nX-A : b\r\n\r\n", 400),
+    ("missing Host", b"GET / HTTP/1.1\r\nX-A: b\r\n\r\n", 400),
+    ("duplicate Host", b"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400),
+    (
+        "header section too large",
+        b"GET / HTTP/1.1\r\nHost: h\r\nX-Big: " + b"a" * 40_000 + b"\r\n\r\n",
+        431,
+    ),
+    (
+        "too many headers",
+        b"GET / HTTP/1.1\r\nHost: h\r\n"
+        + b"".join(b"X-%d: v\r\n" % i for i in range(120))
+        + b"\r\n",
+        431,
+    ),
+    ("request line too long", b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: h\r\n\r\n", 414),
+]
+
+
+@pytest.mark.parametrize(("name", "data", "expected"), MALFORMED, ids=[m[0] for m in MALFORMED])
+async def test_malformed_request_is_rejected_and_never_forwarded(
+    name: str, data: bytes, expected: int
+) -> None:
+    b = await Backend("s1").start()
+    port = free_port()
+    async with running(http_config(port, {"s1": b.port})):
+        client = await Client.connect(port)
+        client.send(data)
+        got = await client.read()
+        assert got and got[0].status == expected, name
+        assert await client.wait_closed(), "connection must be closed after a rejection"
+        client.close()
+    assert b.requests == [] and b.connection_count == 0
+
+
+async def test_routes_by_host_and_path_prefix() -> None:
+    bs = await backends("web", "api", "static")
+    port = free_port()
+    cfg = f"""
+    frontends:
+      - name: fe
+        bind: "127.0.0.1:{port}"
+        default_backend: web
+        routes:
+          - {{host: api.example.com, backend: api}}
+          - {{path_prefix: /static/, backend: static}}
+    backends:
+      - name: web
+        servers: [{{name: web, address: 127.0.0.1, port: {bs["web"].port}}}]
+      - name: api
+        servers: [{{name: api, address: 127.0.0.1, port: {bs["api"].port}}}]
+      - name: static
+        servers: [{{name: static, address: 127.0.0.1, port: {bs["static"].port}}}]
+    """
+    async with running(cfg):
+        cases = [
+            (get("/v1", host="API.example.com:8080"), b"api\n"),
+            (get("/static/x.css", host="www.example.com"), b"static\n"),
+            (get("/", host="www.example.com"), b"web\n"),
+        ]
+        for data, body in cases:
+            resp = await request(port, data)
+            assert resp is not None and resp.body == body
+
+
+async def test_passive_detection_marks_server_down_with_reason_then_retries_it() -> None:
+    good = await Backend("good").start()
+    dead_port = free_port()
+    port = free_port()
+    cfg = http_config(
+        port,
+        {"good": good.port, "dead": dead_port},
+        backend_extra="""
+        passive: {max_fails: 2, fail_timeout: 400ms}
+    """,
+    )
+    async with running(cfg) as app:
+        for _ in range(6):
+            resp = await request(port, get())
+            assert resp is not None and resp.status == 200
+        downs = app.journal.recent("server.down")
+        assert len(downs) == 1 and downs[0].subject == "be/dead"
+        assert "connect refused" in downs[0].message and "2 consecutive" in downs[0].message
+        await asyncio.sleep(0.6)
+        ups = app.journal.recent("server.up")
+        assert [e.subject for e in ups] == ["be/dead"]
+
+
+async def test_frontend_max_connections_makes_extra_clients_wait() -> None:
+    b = await Backend("s1").start()
+    port = free_port()
+    cfg = http_config(port, {"s1": b.port}, frontend_extra="max_connections: 1")
+    async with running(cfg):
+        first = await Client.connect(port)
+        first.send(get())
+        assert (await first.read())[0].status == 200
+        second = await Client.connect(port)
+        second.send(get())
+        with pytest.raises(TimeoutError):
+            await second.read(timeout=0.3)
+        first.close()
+        (resp,) = await second.read(timeout=3)
+        assert resp.status == 200
+        second.close()
+
+
+async def test_idle_keep_alive_and_slow_request_head_timeouts() -> None:
+    b = await Backend("s1").start()
+    port = free_port()
+    cfg = http_config(
+        port, {"s1": b.port}, frontend_extra="timeouts: {client: 300ms, http_request: 300ms}"
+    )
+    async with running(cfg):
+        idle = await Client.connect(port)
+        idle.send(get())
+        assert (await idle.read())[0].status == 200
+        assert await idle.wait_closed(timeout=2)
+        slow = await Client.connect(port)
+        slow.send(b"GET / HTTP/1.1\r\nHost: h\r\n")  # head never completed
+        got = await slow.read(timeout=2)
+        assert got and got[0].status == 408
+        idle.close()
+        slow.close()
+    assert len(b.requests) == 1
+
+
+async def test_graceful_stop_lets_in_flight_request_finish() -> None:
+    async def slow(req: Request, transport: asyncio.Transport) -> None:
+        await asyncio.sleep(0.3)
+        transport.write(b"HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\ndone")
+
+    b = await Backend("s1", slow).start()
+    port = free_port()
+    async with running(http_config(port, {"s1": b.port}), grace=2) as app:
+        client = await Client.connect(port)
+        client.send(get())
+        await asyncio.sleep(0.1)
+        stopping = asyncio.create_task(app.stop(2))
+        (resp,) = await client.read(timeout=3)
+        await stopping
+        assert resp.body == b"done" and resp.header("connection") == b"close"
+        with pytest.raises(OSError):
+            await Client.connect(port)
+        client.close()

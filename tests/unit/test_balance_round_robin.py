@@ -1,0 +1,81 @@
+"""Smooth weighted round-robin: nginx's interleaving, and how skipped servers rejoin."""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+
+from bascule.balance.base import PickContext
+from bascule.balance.round_robin import round_robin
+from bascule.balance.tiers import usable_under
+from bascule.model import ServerView
+
+NO_CONTEXT = PickContext()
+
+
+def pool(*weights: int, max_connections: int = 0) -> tuple[ServerView, ...]:
+    names = "abcdefgh"
+    return tuple(
+        ServerView(
+            "web",
+            names[i],
+            "198.18.0.1",
+            8000 + i,
+            weight=w,
+            index=i,
+            max_connections=max_connections,
+        )
+        for i, w in enumerate(weights)
+    )
+
+
+def names_picked(servers: tuple[ServerView, ...], count: int, loads: dict[str, int]) -> str:
+    algorithm = round_robin(servers, loads, random.Random(0))
+    usable = usable_under(loads)
+    picks = (algorithm.pick(NO_CONTEXT, usable, frozenset()) for _ in range(count))
+    return "".join(p.name if p else "-" for p in picks)
+
+
+def test_weights_5_1_1_interleave_exactly_as_nginx_does() -> None:
+    assert names_picked(pool(5, 1, 1), 14, {}) == "aabacaa" * 2
+
+
+def test_equal_weights_take_strict_turns() -> None:
+    assert names_picked(pool(1, 1, 1), 6, {}) == "abcabc"
+
+
+def test_heavy_server_is_spread_through_the_cycle_not_served_in_a_burst() -> None:
+    sequence = names_picked(pool(3, 1), 8, {})
+    assert sequence == "aaba" * 2
+    assert "bb" not in sequence
+
+
+def test_full_server_sits_out_and_the_others_keep_their_ratio() -> None:
+    servers = pool(2, 1, 1, max_connections=1)
+    loads = {"web/b": 1}  # b is at its limit for the whole run
+    assert Counter(names_picked(servers, 30, loads)) == Counter({"a": 20, "c": 10})
+
+
+def test_server_that_comes_back_gets_its_share_without_a_burst() -> None:
+    servers = pool(1, 1, 1, max_connections=1)
+    loads = {"web/b": 1}
+    algorithm = round_robin(servers, loads, random.Random(0))
+    usable = usable_under(loads)
+    for _ in range(20):
+        algorithm.pick(NO_CONTEXT, usable, frozenset())
+    loads["web/b"] = 0  # b finished its request and may take new ones again
+    after = "".join(
+        p.name for p in (algorithm.pick(NO_CONTEXT, usable, frozenset()) for _ in range(9)) if p
+    )
+    assert Counter(after) == Counter({"a": 3, "b": 3, "c": 3})
+    assert "bb" not in after
+
+
+def test_avoided_server_is_skipped_for_that_pick_only() -> None:
+    servers = pool(1, 1)
+    algorithm = round_robin(servers, {}, random.Random(0))
+    usable = usable_under({})
+    retried = algorithm.pick(NO_CONTEXT, usable, frozenset({"web/a"}))
+    assert retried is not None and retried.name == "b"
+    following = [algorithm.pick(NO_CONTEXT, usable, frozenset()) for _ in range(4)]
+    assert Counter(p.name for p in following if p) == Counter({"a": 2, "b": 2})

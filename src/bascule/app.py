@@ -27,6 +27,7 @@ class App:
         self.frontends: list[FrontendRuntime] = []
         self.pool = UpstreamPool()
         self._stop_requested: asyncio.Event | None = None
+        self._sweeper: asyncio.TimerHandle | None = None
 
     async def start(self) -> None:
         """Resolve servers, build the planes and open every listener (all or none)."""
@@ -52,11 +53,17 @@ class App:
             for frontend in self.frontends:
                 frontend.stop_accepting()
             raise
+        self._sweeper = loop.call_later(self.pool.idle_timeout / 2, self._sweep_pool)
         self.journal.record(
             "config.loaded",
             self.config.source,
             f"started with {self.config.source}: {self.config.summary()}",
         )
+
+    def _sweep_pool(self) -> None:
+        loop = asyncio.get_running_loop()
+        self.pool.sweep(loop.time())
+        self._sweeper = loop.call_later(self.pool.idle_timeout / 2, self._sweep_pool)
 
     def request_stop(self) -> None:
         if self._stop_requested is not None:
@@ -80,6 +87,8 @@ class App:
             await asyncio.sleep(0.05)
         for frontend in self.frontends:
             frontend.abort_all()
+        if self._sweeper is not None:
+            self._sweeper.cancel()
         self.pool.close_all()
         for controller in self.controllers.values():
             controller.stop()

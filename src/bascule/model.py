@@ -30,11 +30,12 @@ class ServerView:
     max_connections: int = 0  # 0 means unlimited
     state: ServerState = ServerState.UP
     index: int = 0  # position in the backend's server list (stable across snapshots)
+    # `backend/server`, the name users see in logs and events. Computed once: the
+    # data plane uses it as a dict key several times per request.
+    key: str = field(init=False, repr=False, compare=False)
 
-    @property
-    def key(self) -> str:
-        """`backend/server`, the name users see in logs and events."""
-        return f"{self.backend}/{self.name}"
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "key", f"{self.backend}/{self.name}")
 
     @property
     def takes_new_traffic(self) -> bool:

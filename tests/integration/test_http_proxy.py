@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from backends import Backend, Request, hang, raw, reset
+from backends import Backend, Request, hang, ok_response, raw, reset
 from client import Client, get, request
 from harness import free_port, http_config, running
 
@@ -419,3 +419,28 @@ async def test_graceful_stop_lets_in_flight_request_finish() -> None:
         with pytest.raises(OSError):
             await Client.connect(port)
         client.close()
+
+
+async def test_slow_client_gets_a_large_response_intact_and_connection_is_reused() -> None:
+    payload = b"z" * (8 * 1024 * 1024)
+    b = await Backend("big", raw(ok_response(payload))).start()
+    port = free_port()
+    async with running(http_config(port, {"s1": b.port})) as app:
+        client = await Client.connect(port)
+        client.send(get())
+        received = 0
+        while received < 1_000_000:  # read slowly so the proxy must apply backpressure
+            received += len(await client.reader.read(65536))
+            await asyncio.sleep(0.002)
+        pool_buffer = sum(
+            c.transport.get_write_buffer_size()
+            for f in app.frontends
+            for c in f.connections  # type: ignore[attr-defined]
+        )
+        assert pool_buffer < 4 * 1024 * 1024, "the proxy buffered the whole response"
+        rest = await asyncio.wait_for(client.reader.readexactly(len(payload) - received + 0), 20)
+        assert len(rest) + received >= len(payload)
+        client.close()
+        second = await request(port, get(), timeout=10)
+    assert second is not None and second.body == payload
+    assert b.connection_count == 1, "the upstream connection should have been reused"

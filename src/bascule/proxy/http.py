@@ -47,6 +47,7 @@ REPLAY_LIMIT = 64 * 1024  # request body bytes kept for a possible retry
 UNSENT_LIMIT = 64 * 1024  # request body bytes buffered before pausing the client
 FRESH_FOR_UNSAFE = 2.0  # max idle age (s) of a pooled connection given a non-replayable request
 
+_NO_CONTEXT = PickContext()
 _TIMER_IDLE, _TIMER_HEAD, _TIMER_BODY, _TIMER_NONE = range(4)
 _PAUSE_QUEUE, _PAUSE_BUFFER, _PAUSE_UPSTREAM, _PAUSE_ADMIT = 1, 2, 4, 8
 
@@ -175,6 +176,8 @@ class Exchange:
             self.conn.pause_reading(_PAUSE_BUFFER)
 
     def _pick_context(self) -> PickContext:
+        if not self.backend.needs_context:
+            return _NO_CONTEXT
         conn = self.conn
         hash_key = self.backend.config.hash_key
         if hash_key is None:
@@ -384,6 +387,7 @@ class HttpClientConnection(asyncio.Protocol):
         self.timer = LazyTimer(self.loop, self._timed_out)
         self.admitted = False
         self._early: list[bytes] = []
+        self._corked: list[bytes] | None = None
 
     # -- asyncio.Protocol --------------------------------------------------------------
 
@@ -528,13 +532,29 @@ class HttpClientConnection(asyncio.Protocol):
     # -- used by exchanges ------------------------------------------------------------------
 
     def write(self, data: bytes) -> None:
-        if self.transport is not None and not self.closed:
+        corked = self._corked
+        if corked is not None:
+            corked.append(data)
+        elif self.transport is not None and not self.closed:
             self.transport.write(data)
+
+    def cork(self) -> None:
+        """Collect writes until `uncork`: a response head and body that arrived in one
+        read leave in one send() instead of two."""
+        if self._corked is None:
+            self._corked = []
+
+    def uncork(self) -> None:
+        corked, self._corked = self._corked, None
+        if corked and self.transport is not None and not self.closed:
+            self.transport.write(corked[0] if len(corked) == 1 else b"".join(corked))
 
     def exchange_finished(self, exchange: Exchange) -> None:
         if exchange is not self.active:
             return
         self.active = None
+        if self._paused & _PAUSE_UPSTREAM:
+            self.resume_reading(_PAUSE_UPSTREAM)  # that server's backpressure is over
         if not exchange.keep_alive or self.closed:
             self.close()
             return
@@ -619,12 +639,14 @@ class HttpClientConnection(asyncio.Protocol):
     def close(self) -> None:
         if self.closed:
             return
+        self.uncork()
         self.closed = True
         self.timer.cancel()
         if self.transport is not None:
             self.transport.close()
 
     def abort(self) -> None:
+        self._corked = None
         self.closed = True
         self.timer.cancel()
         if self.transport is not None:

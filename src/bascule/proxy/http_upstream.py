@@ -39,6 +39,7 @@ class UpstreamConnection(asyncio.Protocol):
         "limits",
         "loop",
         "parser",
+        "paused",
         "pool",
         "reused",
         "server",
@@ -66,6 +67,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.idle_since = 0.0
         self.closed = False
         self.reused = False
+        self.paused = False
         self._headers: list[tuple[bytes, bytes]] = []
         self._head_bytes = 0
         self._reason = b""
@@ -90,6 +92,8 @@ class UpstreamConnection(asyncio.Protocol):
         if self._reset_parser:
             self.parser = httptools.HttpResponseParser(self)
             self._reset_parser = False
+        if self.paused:
+            self.resume_reading()  # an idle pooled connection must notice the server closing
         now = self.loop.time()
         if reusable and not self.closed and self.pool.put(self.server.key, self, now):
             self.reused = True
@@ -97,11 +101,14 @@ class UpstreamConnection(asyncio.Protocol):
         self.close()
 
     def pause_reading(self) -> None:
+        """The client cannot take more of the response yet (backpressure)."""
         if self.transport is not None and not self.closed:
+            self.paused = True
             self.transport.pause_reading()
 
     def resume_reading(self) -> None:
-        if self.transport is not None and not self.closed:
+        if self.paused and self.transport is not None and not self.closed:
+            self.paused = False
             self.transport.resume_reading()
 
     def close(self) -> None:
@@ -129,6 +136,8 @@ class UpstreamConnection(asyncio.Protocol):
             self.close()  # bytes while idle: the server is out of sync
             return
         self.timer.deadline = self.loop.time() + self.server_timeout
+        client = exchange.conn
+        client.cork()
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserError as exc:
@@ -141,6 +150,8 @@ class UpstreamConnection(asyncio.Protocol):
                 self._fail(exchange, "internal error in the proxy (see its log)")
             else:
                 self._fail(exchange, f"malformed response: {parser_reason(exc)}")
+        finally:
+            client.uncork()
 
     def eof_received(self) -> bool:
         exchange = self.exchange

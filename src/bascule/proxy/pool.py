@@ -8,10 +8,7 @@ connections at any time, and unexpected bytes mean it is out of sync.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Protocol
-
-if TYPE_CHECKING:
-    pass
+from typing import Protocol
 
 
 class Pooled(Protocol):
@@ -57,6 +54,17 @@ class UpstreamPool:
         idle = self._idle.get(server_key)
         if idle and conn in idle:
             idle.remove(conn)
+
+    def sweep(self, now: float) -> int:
+        """Close connections idle longer than idle_timeout; returns how many."""
+        closed = 0
+        for idle in self._idle.values():
+            stale = [c for c in idle if now - c.idle_since > self.idle_timeout]
+            for conn in stale:
+                idle.remove(conn)
+                conn.close()
+            closed += len(stale)
+        return closed
 
     def close_all(self) -> None:
         for idle in self._idle.values():

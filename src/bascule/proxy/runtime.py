@@ -30,7 +30,16 @@ class OutcomeSink(Protocol):
 class BackendRuntime:
     """The data plane's view of one backend."""
 
-    __slots__ = ("_rng", "balancer", "config", "loads", "name", "outcomes", "snapshot")
+    __slots__ = (
+        "_rng",
+        "balancer",
+        "config",
+        "loads",
+        "name",
+        "needs_context",
+        "outcomes",
+        "snapshot",
+    )
 
     def __init__(
         self,
@@ -43,6 +52,8 @@ class BackendRuntime:
         self.config = config
         self.outcomes = outcomes
         self.loads: dict[str, int] = {}
+        # Only hashing algorithms read the pick context; others get a shared empty one.
+        self.needs_context = config.algorithm in ("source", "ip_hash", "hash")
         self._rng = rng or random.Random()
         self.snapshot = snapshot
         self.balancer = BackendBalancer(snapshot, config.algorithm, self.loads, self._rng)

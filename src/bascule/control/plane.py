@@ -82,7 +82,8 @@ class BackendController:
             self.journal.record(
                 "backend.unavailable",
                 self.config.name,
-                f"backend {self.config.name}: no server available, clients get 503",
+                f"backend {self.config.name}: no server available (HTTP clients get 503, TCP "
+                "connections are closed)",
                 logging.ERROR,
             )
         self._schedule_tick()

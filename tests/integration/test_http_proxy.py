@@ -243,6 +243,7 @@ async def test_reset_before_response_retries_get_but_never_replays_post() -> Non
         b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\nok",
         b"HTTP/1.1 200 OK\nContent-Length: 2\n\nok",
         b"garbage\r\n\r\n",
+        b"HTTP/1.1 200 OK\r\nX-Endless: " + b"a" * 100_000,
     ],
 )
 async def test_malformed_upstream_response_gives_502(bad: bytes) -> None:
@@ -290,6 +291,7 @@ MALFORMED = [
         + b"\r\n",
         431,
     ),
+    ("header that never ends", b"GET / HTTP/1.1\r\nHost: h\r\nX-Endless: " + b"a" * 100_000, 431),
     ("request line too long", b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: h\r\n\r\n", 414),
 ]
 

@@ -382,7 +382,10 @@ class HttpClientConnection(asyncio.Protocol):
         self._write_paused = False
         self._url = b""
         self._headers: list[tuple[bytes, bytes]] = []
-        self._head_bytes = 0
+        self._head_bytes = 0  # bytes received since the current head began
+        self._in_head = False
+        limits = self.limits
+        self._head_budget = limits.max_header_bytes + limits.max_request_line + 4096
         self._timer_kind = _TIMER_IDLE
         self.timer = LazyTimer(self.loop, self._timed_out)
         self.admitted = False
@@ -440,6 +443,14 @@ class HttpClientConnection(asyncio.Protocol):
                 self._reject(500, "internal error in the proxy (see its log)")
             else:
                 self._reject(400, f"malformed request: {parser_reason(exc)}")
+        else:
+            if self._in_head:
+                # httptools keeps a partial header in memory: stop a head that never ends.
+                # Counting whole reads over-estimates by at most one read, like a
+                # buffer-sized limit (HAProxy tune.bufsize).
+                self._head_bytes += len(data)
+                if self._head_bytes > self._head_budget:
+                    self._reject(431, "request header section too large")
 
     def eof_received(self) -> bool:
         if self.active is None and not self.queue:
@@ -474,7 +485,7 @@ class HttpClientConnection(asyncio.Protocol):
     def on_message_begin(self) -> None:
         self._url = b""
         self._headers = []
-        self._head_bytes = 0
+        self._in_head = True
         if self.active is None:
             self._arm(_TIMER_HEAD, self.frontend.timeouts.http_request)
 
@@ -484,16 +495,15 @@ class HttpClientConnection(asyncio.Protocol):
             raise ClientProtocolError(414, "request line too long")
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._head_bytes += len(name) + len(value) + 4
+        # Exact size and count limits are checked once, at headers-complete, by the
+        # policy; `data_received` bounds memory while a head is still arriving.
         self._headers.append((name, value))
-        if self._head_bytes > self.limits.max_header_bytes:
-            raise ClientProtocolError(431, "request header section too large")
-        if len(self._headers) > self.limits.max_headers:
-            raise ClientProtocolError(431, "too many request headers")
 
     def on_headers_complete(self) -> None:
         if self.closing:
             raise ClientProtocolError(400, "request after the connection was set to close")
+        self._in_head = False
+        self._head_bytes = 0
         parser = self.parser
         version = parser.get_http_version()
         self.http11 = version == "1.1"

@@ -29,8 +29,10 @@ class UpstreamConnection(asyncio.Protocol):
     """One connection to a server, serving one exchange at a time."""
 
     __slots__ = (
+        "_head_budget",
         "_head_bytes",
         "_headers",
+        "_in_head",
         "_reason",
         "_reset_parser",
         "closed",
@@ -70,6 +72,8 @@ class UpstreamConnection(asyncio.Protocol):
         self.paused = False
         self._headers: list[tuple[bytes, bytes]] = []
         self._head_bytes = 0
+        self._in_head = False
+        self._head_budget = limits.max_header_bytes + 4096
         self._reason = b""
         self._reset_parser = False
         self.timer = LazyTimer(loop, self._timed_out)
@@ -140,6 +144,12 @@ class UpstreamConnection(asyncio.Protocol):
         client.cork()
         try:
             self.parser.feed_data(data)
+            if self._in_head:  # bound a head that never ends (see the client side)
+                self._head_bytes += len(data)
+                if self._head_bytes > self._head_budget:
+                    raise UpstreamProtocolError("response header section too large")
+        except UpstreamProtocolError as exc:
+            self._fail(exchange, exc.reason)
         except httptools.HttpParserError as exc:
             # An error raised in our callbacks arrives wrapped, as __context__.
             cause = exc.__context__
@@ -187,21 +197,20 @@ class UpstreamConnection(asyncio.Protocol):
 
     def on_message_begin(self) -> None:
         self._headers = []
-        self._head_bytes = 0
         self._reason = b""
+        self._in_head = True
 
     def on_status(self, status: bytes) -> None:
         self._reason += status
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self._head_bytes += len(name) + len(value) + 4
+        # Exact limits are checked by the policy at headers-complete; `data_received`
+        # bounds memory while a head is still arriving.
         self._headers.append((name, value))
-        if self._head_bytes > self.limits.max_header_bytes:
-            raise UpstreamProtocolError("response header section too large")
-        if len(self._headers) > self.limits.max_headers:
-            raise UpstreamProtocolError("too many response headers")
 
     def on_headers_complete(self) -> None:
+        self._in_head = False
+        self._head_bytes = 0
         exchange = self.exchange
         assert exchange is not None
         parser = self.parser

@@ -9,7 +9,7 @@ import socket
 
 from bascule.config import Config
 from bascule.control.journal import Journal
-from bascule.control.plane import BackendController, initial_snapshot
+from bascule.control.plane import BackendController
 from bascule.errors import StartupError
 from bascule.proxy.listener import FrontendRuntime
 from bascule.proxy.pool import UpstreamPool
@@ -38,9 +38,8 @@ class App:
                 s.name: await _resolve(loop, backend.name, s.name, s.address)
                 for s in backend.servers
             }
-            snapshot = initial_snapshot(backend, addresses)
             self.controllers[backend.name] = BackendController(
-                backend, snapshot, self.journal, loop
+                backend, addresses, self.journal, loop
             )
         runtimes = {name: c.runtime for name, c in self.controllers.items()}
         self.frontends = [
@@ -49,6 +48,8 @@ class App:
         try:
             for frontend in self.frontends:
                 await frontend.start()
+            for controller in self.controllers.values():
+                controller.start()
         except StartupError:
             for frontend in self.frontends:
                 frontend.stop_accepting()

@@ -357,12 +357,14 @@ async def test_passive_detection_marks_server_down_with_reason_then_retries_it()
         for _ in range(6):
             resp = await request(port, get())
             assert resp is not None and resp.status == 200
-        downs = app.journal.recent("server.down")
+        downs = app.journal.recent("server.ejected")
         assert len(downs) == 1 and downs[0].subject == "be/dead"
-        assert "connect refused" in downs[0].message and "2 consecutive" in downs[0].message
+        assert downs[0].message.startswith("server be/dead DOWN: 2 consecutive failures")
+        assert "connect refused" in downs[0].message
         await asyncio.sleep(0.6)
         ups = app.journal.recent("server.up")
         assert [e.subject for e in ups] == ["be/dead"]
+        assert "ejection of 0.4s over" in ups[0].message
 
 
 async def test_frontend_max_connections_makes_extra_clients_wait() -> None:

@@ -670,7 +670,12 @@ FIELDS = [
     ("backends", 0, "servers", 0, "backup"),
     ("backends", 0, "servers", 0, "initial_state"),
     ("backends", 0, "servers"),
+    ("backends", 0, "check"),
+    ("backends", 0, "check", "http"),
+    ("backends", 0, "servers", 0, "check"),
+    ("backends", 0, "min_healthy"),
     ("defaults",),
+    ("defaults", "check"),
     ("frontends",),
 ]
 

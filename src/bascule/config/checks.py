@@ -1,7 +1,9 @@
 """Rules that relate configuration objects to each other.
 
 Unique names, backends that exist, binds that do not collide, a backend that
-can take traffic, http-only sections on http frontends. They run on the merged
+can take traffic, http-only sections on http frontends, http-only passive
+checks on backends that http frontends use, a health check for servers that
+wait for one. They run on the merged
 plain data rather than on validated models so that one bad value elsewhere (a
 port out of range) does not hide them: each rule looks only at the values it
 needs and quietly skips values that validation reports anyway.
@@ -13,12 +15,13 @@ import difflib
 from typing import Any
 
 from bascule.config.findings import Finding, InvalidValueError, Path
-from bascule.config.models import BindAddress, FrontendConfig, ServerConfig
+from bascule.config.models import BindAddress, CheckConfig, FrontendConfig, ServerConfig
 from bascule.config.yamlsource import LineMap
 
 _DEFAULT_MODE = FrontendConfig.model_fields["mode"].default
 _DEFAULT_WEIGHT = ServerConfig.model_fields["weight"].default
 _DEFAULT_BACKUP = ServerConfig.model_fields["backup"].default
+_DEFAULT_CHECK_TYPE = CheckConfig.model_fields["type"].default
 
 Items = list[tuple[int, dict[str, Any]]]
 
@@ -34,10 +37,12 @@ def cross_check(frontends: object, backends: object, lines: LineMap) -> list[Fin
         path = ("backends", index, "servers")
         findings += _duplicate_names(path, "server", _mappings(backend.get("servers")), lines)
         findings += _traffic(path, backend.get("servers"))
+        findings += _check_first_needs_a_check(("backends", index), backend)
     for index, frontend in frontend_items:
         findings += _references(("frontends", index), frontend, backend_names)
         findings += _http_only_sections(("frontends", index), frontend)
     findings += _bind_conflicts(frontend_items, lines)
+    findings += _http_only_passive(frontend_items, backend_items, lines)
     return findings
 
 
@@ -115,6 +120,76 @@ def _http_only_sections(path: Path, frontend: dict[str, Any]) -> list[Finding]:
             )
         )
     return findings
+
+
+def _http_only_passive(frontends: Items, backends: Items, lines: LineMap) -> list[Finding]:
+    """consecutive_5xx counts HTTP responses, which a backend only tcp frontends use never sees."""
+    users = _frontends_by_backend(frontends)
+    findings = []
+    for index, backend in backends:
+        where: Path = ("backends", index, "passive", "consecutive_5xx")
+        # Set in `defaults:`, it is meant for the backends http frontends use.
+        if not lines.written(where):
+            continue
+        passive = backend.get("passive")
+        count = _whole(passive.get("consecutive_5xx")) if isinstance(passive, dict) else None
+        name = backend.get("name")
+        using = users.get(name, []) if isinstance(name, str) else []
+        if count is None or count <= 0 or not using or any(mode != "tcp" for _, mode in using):
+            continue
+        findings.append(
+            Finding(
+                where,
+                "consecutive_5xx counts HTTP responses, and this backend is only used "
+                f"by mode tcp frontends ({', '.join(user for user, _ in using)})",
+                "remove consecutive_5xx; max_fails still counts failed connections",
+            )
+        )
+    return findings
+
+
+def _frontends_by_backend(frontends: Items) -> dict[str, list[tuple[str, str]]]:
+    """backend name -> (frontend name, mode) of each frontend that sends it traffic."""
+    users: dict[str, list[tuple[str, str]]] = {}
+    for index, frontend in frontends:
+        mode = frontend.get("mode", _DEFAULT_MODE)
+        mode = mode.strip().lower() if isinstance(mode, str) else ""
+        name = frontend.get("name")
+        user = (name if isinstance(name, str) else f"#{index}", mode)
+        targets = [frontend.get("default_backend")]
+        targets += [route.get("backend") for _, route in _mappings(frontend.get("routes"))]
+        for target in dict.fromkeys(target for target in targets if isinstance(target, str)):
+            users.setdefault(target, []).append(user)
+    return users
+
+
+def _check_first_needs_a_check(path: Path, backend: dict[str, Any]) -> list[Finding]:
+    """A server that starts DOWN until a check passes needs a check that can pass."""
+    backend_type = _check_type(backend.get("check", {}))
+    findings = []
+    for index, server in _mappings(backend.get("servers")):
+        state = server.get("initial_state")
+        if not (isinstance(state, str) and state.strip().lower() == "check_first"):
+            continue
+        # A server's own `check:` is already merged over its backend's.
+        kind = _check_type(server["check"]) if "check" in server else backend_type
+        if kind == "none":
+            findings.append(
+                Finding(
+                    (*path, "servers", index, "initial_state"),
+                    "check_first waits for a passing health check, and this server has none",
+                    "give the backend a check, e.g. check: {type: tcp}, or use initial_state: down",
+                )
+            )
+    return findings
+
+
+def _check_type(check: object) -> str | None:
+    """The type of a plain check mapping, lower-cased; None if it cannot be told."""
+    if not isinstance(check, dict):
+        return None
+    kind = check.get("type", _DEFAULT_CHECK_TYPE)
+    return kind.strip().lower() if isinstance(kind, str) else None
 
 
 def _traffic(path: Path, servers: object) -> list[Finding]:

@@ -4,6 +4,9 @@
 changed, with the settings that changed ("backend app changed: algorithm
 round_robin -> least_connections"). Settings are compared field by field, so
 a new setting shows up here without any change to this module.
+
+A server's health check is reported on the server only where it differs from
+its backend's: a backend's new check interval is one line, not one per server.
 """
 
 from __future__ import annotations
@@ -16,19 +19,33 @@ from pydantic.fields import FieldInfo
 
 from bascule.config.fieldtypes import ShownAs
 from bascule.config.models import (
+    AgentCheckConfig,
     BackendConfig,
     BackendTimeouts,
+    CheckConfig,
+    CommandCheckConfig,
     Config,
     FrontendConfig,
     FrontendTimeouts,
+    HttpCheckConfig,
     HttpLimits,
     PassiveConfig,
     ServerConfig,
+    format_status_ranges,
 )
-from bascule.config.units import format_duration, format_size
+from bascule.config.units import format_duration, format_percent, format_size
 
 # Nested settings reported key by key ("timeouts.connect 2s -> 3s") rather than whole.
-_SECTIONS = (FrontendTimeouts, BackendTimeouts, HttpLimits, PassiveConfig)
+_SECTIONS = (
+    FrontendTimeouts,
+    BackendTimeouts,
+    HttpLimits,
+    PassiveConfig,
+    CheckConfig,
+    HttpCheckConfig,
+    CommandCheckConfig,
+    AgentCheckConfig,
+)
 # Compared on their own: a backend's servers each get their own line.
 _NOT_SETTINGS = ("name", "servers")
 
@@ -45,17 +62,30 @@ def diff(old: Config, new: Config) -> list[str]:
     old_backends = {backend.name: backend for backend in old.backends}
     for backend in new.backends:
         if backend.name in old_backends:
-            changes += _diff_named(
-                f"server {backend.name}/",
-                old_backends[backend.name].servers,
-                backend.servers,
-                _describe_server,
-            )
+            changes += _diff_servers(old_backends[backend.name], backend)
     return changes
 
 
+def _diff_servers(old: BackendConfig, new: BackendConfig) -> list[str]:
+    def inherited_check(before: ServerConfig, after: ServerConfig) -> frozenset[str]:
+        follows_backend = before.check == old.check and after.check == new.check
+        return frozenset({"check"}) if follows_backend else frozenset()
+
+    return _diff_named(
+        f"server {new.name}/", old.servers, new.servers, _describe_server, inherited_check
+    )
+
+
+def _nothing_skipped(before: object, after: object) -> frozenset[str]:
+    return frozenset()
+
+
 def _diff_named(
-    label: str, old: Sequence[Named], new: Sequence[Named], describe: Callable[[Named], str]
+    label: str,
+    old: Sequence[Named],
+    new: Sequence[Named],
+    describe: Callable[[Named], str],
+    skip: Callable[[Named, Named], frozenset[str]] = _nothing_skipped,
 ) -> list[str]:
     old_by_name = {item.name: item for item in old}
     new_names = {item.name for item in new}
@@ -65,17 +95,19 @@ def _diff_named(
         if before is None:
             changes.append(f"{label}{item.name} added ({describe(item)})")
             continue
-        settings = list(_changed_settings(before, item))
+        settings = list(_changed_settings(before, item, skip=skip(before, item)))
         if settings:
             changes.append(f"{label}{item.name} changed: {'; '.join(settings)}")
     changes += [f"{label}{item.name} removed" for item in old if item.name not in new_names]
     return changes
 
 
-def _changed_settings(old: BaseModel, new: BaseModel, prefix: str = "") -> Iterator[str]:
+def _changed_settings(
+    old: BaseModel, new: BaseModel, prefix: str = "", skip: frozenset[str] = frozenset()
+) -> Iterator[str]:
     for name, field in type(old).model_fields.items():
         before, after = getattr(old, name), getattr(new, name)
-        if name in _NOT_SETTINGS or before == after:
+        if name in _NOT_SETTINGS or name in skip or before == after:
             continue
         if isinstance(before, _SECTIONS) and isinstance(after, _SECTIONS):
             yield from _changed_settings(before, after, prefix=f"{prefix}{name}.")
@@ -89,6 +121,11 @@ def _show(value: object, field: FieldInfo) -> str:
         return format_duration(value)
     if unit == "size" and isinstance(value, int):
         return format_size(value)
+    if unit == "fraction" and isinstance(value, float):
+        # round(): 0.07 * 100 is 7.000000000000001, and the admin wrote "7%".
+        return format_percent(round(value * 100, 9))
+    if unit == "status" and isinstance(value, tuple):
+        return format_status_ranges(value)
     if value is None:
         return "none"
     if isinstance(value, bool):
@@ -104,7 +141,8 @@ def _describe_frontend(frontend: FrontendConfig) -> str:
 
 def _describe_backend(backend: BackendConfig) -> str:
     count = len(backend.servers)
-    return f"{backend.algorithm}, {count} server{'' if count == 1 else 's'}"
+    check = f", {backend.check.type} check" if backend.check.enabled else ""
+    return f"{backend.algorithm}, {count} server{'' if count == 1 else 's'}{check}"
 
 
 def _describe_server(server: ServerConfig) -> str:

@@ -60,6 +60,7 @@ def load_config_text(text: str, filename: str = "<config>") -> Config:
     except ValidationError as error:
         findings += findings_from(error, Config)
     findings += cross_check(merged.get("frontends"), merged.get("backends"), document.lines)
+    findings = _without_inherited_check_problems(findings)
     if findings or config is None:
         raise ConfigError(_problems(findings, filename, document.lines))
     return config
@@ -84,6 +85,29 @@ def _merged_document(data: dict[str, Any], defaults: DefaultsSection) -> dict[st
     if "backends" in data:
         merged["backends"] = merge_backends(data["backends"], defaults)
     return merged
+
+
+def _without_inherited_check_problems(findings: list[Finding]) -> list[Finding]:
+    """Report a problem of a backend's check once, not again on each server that overrides it.
+
+    A server's `check:` is merged over its backend's, so the backend's bad
+    timeout is also the bad timeout of every server that only changes `port`.
+    """
+    backend_problems = {
+        (finding.path[1], finding.path[3:], finding.message)
+        for finding in findings
+        if finding.path[:1] == ("backends",) and finding.path[2:3] == ("check",)
+    }
+    return [
+        finding
+        for finding in findings
+        if not (
+            finding.path[:1] == ("backends",)
+            and finding.path[2:3] == ("servers",)
+            and finding.path[4:5] == ("check",)
+            and (finding.path[1], finding.path[5:], finding.message) in backend_problems
+        )
+    ]
 
 
 def _problems(findings: list[Finding], filename: str, lines: LineMap) -> list[ConfigProblem]:

@@ -37,6 +37,25 @@ KEY_SYNONYMS: Mapping[str, str] = {
     "max_fails": "passive.max_fails",
     "fail_timeout": "passive.fail_timeout",
     "hard-stop-after": "global.grace",
+    # Health checks, in HAProxy's and Envoy's words.
+    "inter": "interval",
+    "fastinter": "fast_interval",
+    "downinter": "down_interval",
+    "spread-checks": "jitter",
+    "spread_checks": "jitter",
+    "slowstart": "slow_start",
+    "on-marked-down": "on_down",
+    "on_marked_down": "on_down",
+    "httpchk": "check.http",
+    "agent-check": "check.agent",
+    "external-check": "check.command",
+    "agent-port": "check.agent.port",
+    "agent-send": "check.agent.send",
+    "uri": "path",
+    "expect": "expect_status",
+    "error-limit": "passive.max_fails",
+    "max_ejection_percent": "max_ejected_percent",
+    "base_ejection_time": "fail_timeout",
 }
 
 _REQUIRED_HINTS: Mapping[str, str] = {

@@ -1,10 +1,12 @@
 """The validated, frozen configuration model that the rest of Bascule reads.
 
 Every object carries concrete values: `defaults:` has already been merged in
-by the loader, so callers never look at it. Field-level rules (ranges,
-syntax, the few rules that relate fields of one small object) live here, so
-they also hold for configs built in code; rules that relate objects to each
-other (names, references, binds) live in `checks.py`.
+by the loader, so callers never look at it, and every server carries its
+effective health check (its backend's, with its own overrides on top).
+Field-level rules (ranges, syntax, the few rules that relate fields of one
+small object, such as a check's timeout and interval) live here, so they also
+hold for configs built in code; rules that relate objects to each other
+(names, references, binds, which frontends use a backend) live in `checks.py`.
 
 `DefaultsSection` describes the `defaults:` block of the file; it is only used
 while loading.
@@ -12,35 +14,70 @@ while loading.
 
 from __future__ import annotations
 
-from typing import Literal
+import math
+import shlex
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from bascule.config.addresses import IPV4_ANY, IPV6_ANY, host_matches, parse_bind, request_host_name
 from bascule.config.fieldtypes import (
+    AgentPort,
     AlgorithmName,
+    BodyRegex,
+    BodyText,
     Boolean,
+    CheckBodySize,
+    CheckType,
+    CommandArgument,
+    CommandPath,
+    Consecutive5xx,
     Duration,
+    Fall,
     HashSource,
     HeaderCount,
+    HttpCheckPath,
+    HttpHost,
+    HttpMethod,
     HttpToken,
     InitialState,
+    Jitter,
     LogLevel,
     MaxConnections,
     MaxFails,
     Mode,
     Name,
+    OnDown,
     PathPrefix,
+    Percent,
     Port,
     PositiveDuration,
     PositiveSize,
     Retries,
+    Rise,
     RouteHost,
     ServerAddress,
+    StatusRanges,
+    Text,
     Weight,
     config_error,
+    min_healthy_fields,
 )
 from bascule.config.findings import InvalidValueError
+from bascule.config.units import format_duration, format_percent
+
+# HAProxy's defaults (`inter 2s rise 2 fall 3`), and Envoy's cap on an ejection.
+DEFAULT_CHECK_INTERVAL = 2.0
+MAX_DEFAULT_CHECK_TIMEOUT = 2.0
+DEFAULT_MAX_EJECTION_TIME = 300.0
 
 
 class _Frozen(BaseModel):
@@ -77,10 +114,204 @@ class HttpLimits(_Frozen):
 
 
 class PassiveConfig(_Frozen):
-    """Passive health: consecutive failures that mark a server down (nginx max_fails)."""
+    """Passive health and outlier ejection: failures seen on real traffic take a server out.
+
+    `max_fails` consecutive connect failures, resets or timeouts (nginx
+    max_fails, HAProxy observe layer4), or `consecutive_5xx` responses in a row
+    (Envoy outlier detection; 0 = off), eject a server for `fail_timeout`,
+    doubled for each repeated ejection up to `max_ejection_time`. At most
+    `max_ejected_percent` of a backend's servers are ejected at once.
+    """
 
     max_fails: MaxFails = 3
     fail_timeout: PositiveDuration = 10.0
+    consecutive_5xx: Consecutive5xx = 0
+    # Declared after `fail_timeout`, which its default and its rule depend on.
+    max_ejection_time: PositiveDuration = Field(default=None, validate_default=True)
+    max_ejected_percent: Percent = 50
+
+    @field_validator("max_ejection_time", mode="before")
+    @classmethod
+    def _default_max_ejection_time(cls, value: object, info: ValidationInfo) -> object:
+        # Never below fail_timeout, so that a long fail_timeout written before this
+        # setting existed keeps working as it did.
+        if value is None:
+            return max(DEFAULT_MAX_EJECTION_TIME, info.data.get("fail_timeout", 0.0))
+        return value
+
+    @field_validator("max_ejection_time")
+    @classmethod
+    def _not_below_fail_timeout(cls, seconds: float, info: ValidationInfo) -> float:
+        fail_timeout = info.data.get("fail_timeout")
+        if fail_timeout is not None and seconds < fail_timeout:
+            raise config_error(
+                f"{format_duration(seconds)} is shorter than fail_timeout "
+                f"{format_duration(fail_timeout)}",
+                f"the first ejection already lasts fail_timeout; use at least "
+                f"{format_duration(fail_timeout)}",
+            )
+        return seconds
+
+
+class HttpCheckConfig(_Frozen):
+    """The request an http check sends and the answer that counts as healthy.
+
+    HAProxy `option httpchk` and `http-check expect`. At most `max_body` bytes of
+    the body are read; a check whose expectation needs more fails.
+    """
+
+    method: HttpMethod = "GET"
+    path: HttpCheckPath = Field(default=None, validate_default=True)
+    host: HttpHost | None = None
+    expect_status: StatusRanges = ((200, 399),)
+    # Declared after `method`: a HEAD answer has no body to look into.
+    expect_body: BodyText | None = None
+    expect_body_regex: BodyRegex | None = None
+    max_body: CheckBodySize = 65536
+
+    @field_validator("expect_body", "expect_body_regex")
+    @classmethod
+    def _needs_a_body(cls, expected: str | None, info: ValidationInfo) -> str | None:
+        if expected is not None and info.data.get("method") == "HEAD":
+            raise config_error(
+                f"the answer to HEAD has no body, so {info.field_name} can never match",
+                f"use method: GET, or remove {info.field_name}",
+            )
+        return expected
+
+    def accepts_status(self, status: int) -> bool:
+        """Is `status` one of `expect_status`?"""
+        return any(low <= status <= high for low, high in self.expect_status)
+
+    @property
+    def expected_status_text(self) -> str:
+        """ "200-399" or "200, 204": for check results such as "status 500 (expected 200-399)"."""
+        return format_status_ranges(self.expect_status)
+
+    def __str__(self) -> str:
+        return f"{self.method} {self.path} expecting {self.expected_status_text}"
+
+
+def format_status_ranges(ranges: tuple[tuple[int, int], ...]) -> str:
+    """((200, 399), (404, 404)) -> "200-399, 404"."""
+    return ", ".join(str(low) if low == high else f"{low}-{high}" for low, high in ranges)
+
+
+class CommandCheckConfig(_Frozen):
+    """A program whose exit status is the verdict: 0 = healthy (HAProxy external-check).
+
+    The runner passes the server in the environment (BASCULE_SERVER_ADDRESS,
+    BASCULE_SERVER_PORT, BASCULE_SERVER_NAME, BASCULE_BACKEND, and HAProxy's
+    HAPROXY_SERVER_ADDR, HAPROXY_SERVER_PORT, HAPROXY_SERVER_NAME,
+    HAPROXY_PROXY_NAME) and kills the program at the check's timeout.
+    """
+
+    path: CommandPath = Field(default=None, validate_default=True)
+    args: tuple[CommandArgument, ...] = ()
+
+    def __str__(self) -> str:
+        return shlex.join((self.path, *self.args))
+
+
+class AgentCheckConfig(_Frozen):
+    """HAProxy agent-check: the server's agent answers "up", "drain", "75%", ... on a side port."""
+
+    port: AgentPort = Field(default=None, validate_default=True)
+    # Sent once connected (HAProxy agent-send); empty sends nothing.
+    send: Text = ""
+
+    def __str__(self) -> str:
+        return f"port {self.port}"
+
+
+# How each check type is written in its error messages and hints.
+_CHECK_BLOCKS: dict[str, tuple[str, str]] = {
+    "http": ("an http", "http: {path: /health}"),
+    "command": ("a command", "command: {path: /usr/local/bin/check-web}"),
+    "agent": ("an agent", "agent: {port: 9999}"),
+}
+
+
+class CheckConfig(_Frozen):
+    """An active health check (HAProxy `check inter fastinter downinter rise fall`).
+
+    `type` "none" means no active check. Durations are seconds. `fast_interval`
+    and `down_interval` default to `interval`; `timeout` to the shorter of
+    `interval` and 2s. `jitter` is a fraction (0.1 = each delay varies by +-10%).
+    Exactly the sub-block of `type` is set: `http` for http, and so on.
+    """
+
+    type: CheckType = "none"
+    interval: PositiveDuration = DEFAULT_CHECK_INTERVAL
+    fast_interval: PositiveDuration = Field(default=None, validate_default=True)
+    down_interval: PositiveDuration = Field(default=None, validate_default=True)
+    timeout: PositiveDuration = Field(default=None, validate_default=True)
+    rise: Rise = 2
+    fall: Fall = 3
+    jitter: Jitter = 0.0
+    port: Port | None = None
+    http: HttpCheckConfig | None = Field(default=None, validate_default=True)
+    command: CommandCheckConfig | None = Field(default=None, validate_default=True)
+    agent: AgentCheckConfig | None = Field(default=None, validate_default=True)
+
+    @field_validator("fast_interval", "down_interval", mode="before")
+    @classmethod
+    def _default_to_interval(cls, value: object, info: ValidationInfo) -> object:
+        return info.data.get("interval", DEFAULT_CHECK_INTERVAL) if value is None else value
+
+    @field_validator("timeout", mode="before")
+    @classmethod
+    def _default_timeout(cls, value: object, info: ValidationInfo) -> object:
+        if value is None:
+            interval = info.data.get("interval", DEFAULT_CHECK_INTERVAL)
+            return min(interval, MAX_DEFAULT_CHECK_TIMEOUT)
+        return value
+
+    @field_validator("timeout")
+    @classmethod
+    def _timeout_within_interval(cls, timeout: float, info: ValidationInfo) -> float:
+        interval = info.data.get("interval")
+        if interval is not None and timeout > interval:
+            raise config_error(
+                f"{format_duration(timeout)} is longer than interval {format_duration(interval)}",
+                "use a timeout shorter than the interval",
+            )
+        return timeout
+
+    @field_validator("port")
+    @classmethod
+    def _port_is_not_the_agents(cls, port: int | None, info: ValidationInfo) -> int | None:
+        if port is not None and info.data.get("type") == "agent":
+            raise config_error("an agent check connects to agent.port, not to port", "remove port")
+        return port
+
+    @field_validator("http", "command", "agent")
+    @classmethod
+    def _block_matches_type(cls, block: BaseModel | None, info: ValidationInfo) -> BaseModel | None:
+        kind = info.data.get("type")
+        name = str(info.field_name)
+        article, example = _CHECK_BLOCKS[name]
+        if block is not None and kind is not None and kind != name:
+            raise config_error(
+                f"{article}: block only applies to type {name}, and this check is type {kind}",
+                f"set type: {name}, or remove {name}:",
+            )
+        if block is None and kind == name:
+            raise config_error(
+                f"type {name} needs {article}: block", f"add {example}", line_of="type"
+            )
+        return block
+
+    @property
+    def enabled(self) -> bool:
+        """Is there an active check to run?"""
+        return self.type != "none"
+
+    def target_port(self, server_port: int) -> int:
+        """The port the check connects to, for a server listening on `server_port`."""
+        if self.agent is not None:
+            return self.agent.port
+        return server_port if self.port is None else self.port
 
 
 class BindAddress(_Frozen):
@@ -195,7 +426,12 @@ class HashKeyConfig(_Frozen):
 
 
 class ServerConfig(_Frozen):
-    """One server of a backend (HAProxy `server` line)."""
+    """One server of a backend (HAProxy `server` line).
+
+    `check` is the server's effective health check. In a file, a server's
+    `check:` is a partial override of its backend's; the loader merges them.
+    In code, a server built without `check` takes its backend's.
+    """
 
     name: Name
     address: ServerAddress
@@ -204,10 +440,43 @@ class ServerConfig(_Frozen):
     backup: Boolean = False
     max_connections: MaxConnections = 0
     initial_state: InitialState = "up"
+    check: CheckConfig = Field(default_factory=CheckConfig)
+
+
+class MinHealthy(_Frozen):
+    """Below this many servers UP a backend is degraded: a count, or a share of its servers."""
+
+    count: int | None = Field(default=None, ge=0)
+    percent: float | None = Field(default=None, ge=0, le=100)
+
+    @model_validator(mode="after")
+    def _count_or_percent(self) -> MinHealthy:
+        if (self.count is None) == (self.percent is None):
+            raise ValueError("give either count or percent")
+        return self
+
+    def threshold(self, total_servers: int) -> int:
+        """How many servers must be UP out of `total_servers`; a share is rounded up."""
+        if self.percent is None:
+            return self.count or 0
+        # Multiply first: 10 * 30 / 100 is exactly 3, 10 * (30 / 100) is not.
+        return math.ceil(total_servers * self.percent / 100)
+
+    def __str__(self) -> str:
+        return str(self.count) if self.percent is None else format_percent(self.percent)
+
+
+MinHealthySetting = Annotated[MinHealthy, BeforeValidator(min_healthy_fields)]
 
 
 class BackendConfig(_Frozen):
-    """A pool of servers and how traffic is spread over them."""
+    """A pool of servers and how traffic is spread over them.
+
+    `check` is the backend's own health check; each server carries its
+    effective one. `slow_start` ramps a server's weight up over that many
+    seconds after it comes UP; `on_down` says what happens to the connections
+    of a server marked DOWN.
+    """
 
     name: Name
     algorithm: AlgorithmName = "round_robin"
@@ -216,7 +485,41 @@ class BackendConfig(_Frozen):
     retries: Retries = 3
     timeouts: BackendTimeouts = Field(default_factory=BackendTimeouts)
     passive: PassiveConfig = Field(default_factory=PassiveConfig)
+    check: CheckConfig = Field(default_factory=CheckConfig)
+    slow_start: Duration = 0.0
+    on_down: OnDown = "none"
+    # `servers` comes after `check`, which its servers inherit, and before
+    # `min_healthy`, which must not ask for more servers than there are.
     servers: tuple[ServerConfig, ...] = Field(min_length=1)
+    min_healthy: MinHealthySetting = Field(default_factory=lambda: MinHealthy(count=0))
+
+    @field_validator("servers")
+    @classmethod
+    def _servers_inherit_check(
+        cls, servers: tuple[ServerConfig, ...], info: ValidationInfo
+    ) -> tuple[ServerConfig, ...]:
+        check = info.data.get("check")
+        if check is None:
+            return servers  # the backend's check is invalid and reported
+        return tuple(
+            server
+            if "check" in server.model_fields_set
+            else server.model_copy(update={"check": check})
+            for server in servers
+        )
+
+    @field_validator("min_healthy")
+    @classmethod
+    def _min_healthy_is_reachable(cls, minimum: MinHealthy, info: ValidationInfo) -> MinHealthy:
+        servers = info.data.get("servers")
+        if servers is not None and minimum.count is not None and minimum.count > len(servers):
+            total = len(servers)
+            raise config_error(
+                f"{minimum.count} is more than the {total} server{'' if total == 1 else 's'} "
+                "of this backend, which would always be degraded",
+                f'use at most {total}, or a share such as "50%"',
+            )
+        return minimum
 
     @field_validator("hash_key")
     @classmethod
@@ -282,6 +585,47 @@ class _DefaultTimeouts(_Frozen):
 class _DefaultPassive(_Frozen):
     max_fails: MaxFails | None = None
     fail_timeout: PositiveDuration | None = None
+    consecutive_5xx: Consecutive5xx | None = None
+    max_ejection_time: PositiveDuration | None = None
+    max_ejected_percent: Percent | None = None
+
+
+# The `check:` of `defaults:` is partial: each key is checked on its own here,
+# and the rules that relate keys (timeout within interval, a sub-block that
+# matches the type) apply once it is merged into a backend.
+class _DefaultHttpCheck(_Frozen):
+    method: HttpMethod | None = None
+    path: HttpCheckPath | None = None
+    host: HttpHost | None = None
+    expect_status: StatusRanges | None = None
+    expect_body: BodyText | None = None
+    expect_body_regex: BodyRegex | None = None
+    max_body: CheckBodySize | None = None
+
+
+class _DefaultCommandCheck(_Frozen):
+    path: CommandPath | None = None
+    args: tuple[CommandArgument, ...] | None = None
+
+
+class _DefaultAgentCheck(_Frozen):
+    port: AgentPort | None = None
+    send: Text | None = None
+
+
+class _DefaultCheck(_Frozen):
+    type: CheckType | None = None
+    interval: PositiveDuration | None = None
+    fast_interval: PositiveDuration | None = None
+    down_interval: PositiveDuration | None = None
+    timeout: PositiveDuration | None = None
+    rise: Rise | None = None
+    fall: Fall | None = None
+    jitter: Jitter | None = None
+    port: Port | None = None
+    http: _DefaultHttpCheck | None = None
+    command: _DefaultCommandCheck | None = None
+    agent: _DefaultAgentCheck | None = None
 
 
 class _DefaultServer(_Frozen):
@@ -300,5 +644,9 @@ class DefaultsSection(_Frozen):
     retries: Retries | None = None
     passive: _DefaultPassive = Field(default_factory=_DefaultPassive)
     algorithm: AlgorithmName | None = None
+    check: _DefaultCheck = Field(default_factory=_DefaultCheck)
+    slow_start: Duration | None = None
+    on_down: OnDown | None = None
+    min_healthy: MinHealthySetting | None = None
     server: _DefaultServer = Field(default_factory=_DefaultServer)
     max_connections: MaxConnections | None = None

@@ -1,4 +1,4 @@
-"""Durations and sizes as admins write them ("2s", "500ms", "32k") and back.
+"""Durations, sizes and percentages as admins write them ("2s", "500ms", "32k", "50%") and back.
 
 Parsing is strict on purpose: a timeout typed as "30 sec" or "-1s" is rejected
 with the list of valid forms rather than silently read as something else.
@@ -18,6 +18,7 @@ DURATION_FORMS = '"2s", "500ms", "1m", "1h", "1.5s" or a number of seconds'
 # converts delays to 64-bit milliseconds): a larger value is a typo.
 MAX_DURATION = 365 * 24 * 3600.0
 SIZE_FORMS = '32768, "32k", "32KiB", "1m" or "1MiB"'
+PERCENT_FORMS = '"50%" or "12.5%"'
 
 _DURATION = re.compile(r"^(?P<number>\d+(?:\.\d+)?|\.\d+)\s*(?P<unit>ms|s|m|h)?$")
 _SECONDS_PER_UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
@@ -26,6 +27,8 @@ _SECONDS_PER_UNIT = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
 # are accepted so that "32KiB" and "32KB" both read the way an admin means them.
 _SIZE = re.compile(r"^(?P<number>\d+)\s*(?:(?P<unit>[kmg])(?:i?b)?|b)?$", re.IGNORECASE)
 _BYTES_PER_UNIT = {None: 1, "k": 1024, "m": 1024**2, "g": 1024**3}
+
+_PERCENT = re.compile(r"^(?P<number>\d+(?:\.\d+)?|\.\d+)\s*%$")
 
 
 def parse_duration(value: object) -> float:
@@ -102,3 +105,26 @@ def format_size(size: int) -> str:
         if size != 0 and size % factor == 0:
             return f"{size // factor}{unit}"
     return str(size)
+
+
+def parse_percent(value: object) -> float:
+    """Return the number of `value`, text such as "50%" or "12.5%" (the sign is required).
+
+    Callers check the range: 0-100 for a share of servers, 0-50 for jitter.
+    """
+    if not isinstance(value, str):
+        raise InvalidValueError(f"{show(value)} is not a percentage", f"write {PERCENT_FORMS}")
+    stripped = value.strip()
+    if stripped.startswith("-"):
+        raise InvalidValueError(f"{show(value)} is negative", f"write {PERCENT_FORMS}")
+    match = _PERCENT.match(stripped)
+    if match is None:
+        raise InvalidValueError(f"{show(value)} is not a percentage", f"write {PERCENT_FORMS}")
+    return float(match["number"])
+
+
+def format_percent(percent: float) -> str:
+    """ "50%", "12.5%": the shortest text `parse_percent` reads back as `percent`."""
+    if percent == int(percent):
+        return f"{int(percent)}%"
+    return f"{Decimal(repr(percent)):f}%"

@@ -31,6 +31,10 @@ class LineMap:
     def __init__(self, lines: dict[Path, int]) -> None:
         self._lines = lines
 
+    def written(self, path: Path) -> bool:
+        """Was the node at `path` written in the file (not inherited from `defaults:`)?"""
+        return path in self._lines
+
     def line_of(self, path: Path) -> int | None:
         for end in range(len(path), -1, -1):
             line = self._lines.get(path[:end])

@@ -1,26 +1,33 @@
 """The control plane: server state per backend, published to the data plane.
 
-Live-traffic outcomes arrive through `BackendController` (the data plane's
-`OutcomeSink`); state changes become events in the journal and a new
-immutable snapshot installed in the backend's runtime. The data plane
-never asks "is this server healthy?": it only picks from snapshots.
+Three inputs decide a server's state, each through pure code in `bascule.health`:
+active check results (`HealthRunner` → `ServerStateMachine.check_result`),
+live-traffic outcomes (the data plane's `OutcomeSink` calls → `BackendOutlier`)
+and time (ejection ends, slow-start steps → `tick`). Every change is recorded in
+the journal with its reason and published as a new immutable snapshot. The data
+plane never asks "is this server healthy?": it only picks from snapshots.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import random
 
-from bascule.config import BackendConfig
+from bascule.config import BackendConfig, CheckConfig
 from bascule.control.journal import Journal
-from bascule.control.passive import PassiveDetector, Transition
+from bascule.health.outlier import BackendOutlier, OutlierPolicy
+from bascule.health.results import CheckResult
+from bascule.health.runner import CheckPlan, HealthRunner, build_spec
+from bascule.health.server_state import HealthEvent, RiseFall, ServerStateMachine
+from bascule.health.state import CheckTiming
 from bascule.model import BackendSnapshot, ServerState, ServerView
 from bascule.proxy.runtime import BackendRuntime
 
 
-def initial_snapshot(config: BackendConfig, addresses: dict[str, str]) -> BackendSnapshot:
-    """The first snapshot of a backend, from its config and resolved addresses."""
-    servers = tuple(
+def static_views(config: BackendConfig, addresses: dict[str, str]) -> tuple[ServerView, ...]:
+    """Each server as configured (weight, limits), before any health is known."""
+    return tuple(
         ServerView(
             backend=config.name,
             name=s.name,
@@ -29,12 +36,10 @@ def initial_snapshot(config: BackendConfig, addresses: dict[str, str]) -> Backen
             weight=s.weight,
             backup=s.backup,
             max_connections=s.max_connections,
-            state=ServerState(s.initial_state),
             index=i,
         )
         for i, s in enumerate(config.servers)
     )
-    return BackendSnapshot(config.name, servers, version=1)
 
 
 class BackendController:
@@ -43,67 +48,201 @@ class BackendController:
     def __init__(
         self,
         config: BackendConfig,
-        snapshot: BackendSnapshot,
+        addresses: dict[str, str],
         journal: Journal,
         loop: asyncio.AbstractEventLoop,
+        rng: random.Random | None = None,
     ) -> None:
         self.config = config
         self.journal = journal
         self.loop = loop
-        self.version = snapshot.version
-        self.detector = PassiveDetector(
-            snapshot.servers, config.passive.max_fails, config.passive.fail_timeout
+        self.version = 1
+        views = static_views(config, addresses)
+        self.machines = {
+            view.key: ServerStateMachine(
+                view,
+                initial_state=server.initial_state,
+                check=_rise_fall(server.check),
+                slow_start=config.slow_start,
+            )
+            for view, server in zip(views, config.servers, strict=True)
+        }
+        passive = config.passive
+        self.outlier = BackendOutlier(
+            config.name,
+            OutlierPolicy(
+                max_fails=passive.max_fails,
+                fail_timeout=passive.fail_timeout,
+                consecutive_5xx=passive.consecutive_5xx,
+                max_ejection_time=passive.max_ejection_time,
+                max_ejected_percent=passive.max_ejected_percent,
+            ),
+            list(self.machines.values()),
         )
-        self.runtime = BackendRuntime(config, snapshot, self)
+        now = loop.time()
+        self.runtime = BackendRuntime(config, self._snapshot(now), self, rng)
+        self.runner = HealthRunner(
+            loop, _check_plans(config, views), self.machines, self.check_result, rng
+        )
         self._tick_handle: asyncio.TimerHandle | None = None
+        self._conditions: set[str] = set()
+        self._note_conditions(initial=True)
 
-    # -- OutcomeSink -----------------------------------------------------------------
+    def start(self) -> None:
+        self.runner.start()
+        self._schedule_tick()
+
+    # -- inputs --------------------------------------------------------------------
 
     def failure(self, server: ServerView, reason: str) -> None:
-        transition = self.detector.failure(server.key, reason, self.loop.time())
-        if transition is not None:
-            self._apply([transition])
+        """OutcomeSink: a connect error, reset or timeout on live traffic."""
+        events = self.outlier.failure(server.key, reason, self.loop.time())
+        if events:
+            self._apply(events)
 
     def success(self, server: ServerView) -> None:
-        self.detector.success(server.key)
+        """OutcomeSink: an exchange or session completed."""
+        self.outlier.success(server.key)
+
+    def response_status(self, server: ServerView, status: int) -> None:
+        """OutcomeSink (HTTP): a response status, for consecutive-5xx ejection."""
+        events = self.outlier.response_status(server.key, status, self.loop.time())
+        if events:
+            self._apply(events)
+
+    def check_result(self, key: str, result: CheckResult) -> None:
+        machine = self.machines.get(key)
+        if machine is None:
+            return
+        events = machine.check_result(result, self.loop.time())
+        if events:
+            self._apply(events)
 
     # -- publishing -------------------------------------------------------------------
 
-    def _apply(self, transitions: list[Transition]) -> None:
-        for t in transitions:
-            kind = "server.down" if t.new is ServerState.DOWN else "server.up"
-            level = logging.WARNING if t.new is ServerState.DOWN else logging.INFO
-            self.journal.record(kind, t.server.key, t.reason, level, state=t.new.value)
-        self.version += 1
-        snapshot = BackendSnapshot(self.config.name, self.detector.servers, self.version)
-        had_traffic = any(s.takes_new_traffic for s in self.runtime.snapshot.servers)
-        self.runtime.install(snapshot)
-        if had_traffic and not any(s.takes_new_traffic for s in snapshot.servers):
+    def _snapshot(self, now: float) -> BackendSnapshot:
+        return BackendSnapshot(
+            self.config.name, tuple(m.view(now) for m in self.machines.values()), self.version
+        )
+
+    def _apply(self, events: list[HealthEvent]) -> None:
+        now = self.loop.time()
+        for event in events:
             self.journal.record(
-                "backend.unavailable",
-                self.config.name,
-                f"backend {self.config.name}: no server available (HTTP clients get 503, TCP "
-                "connections are closed)",
-                logging.ERROR,
+                event.kind, event.subject, event.message, event.level, **event.fields
             )
+        snapshot = self._snapshot(now)
+        old = self.runtime.snapshot
+        changed = [
+            new
+            for new, before in zip(snapshot.servers, old.servers, strict=True)
+            if (new.state, new.weight) != (before.state, before.weight)
+        ]
+        if changed:
+            self.version += 1
+            self.runtime.install(BackendSnapshot(snapshot.name, snapshot.servers, self.version))
+            self._after_publish(changed)
+        for machine in self.machines.values():
+            if machine.wants_check_now(now):
+                self.runner.check_soon(machine.key)
         self._schedule_tick()
 
+    def _after_publish(self, changed: list[ServerView]) -> None:
+        if self.config.on_down == "shutdown_sessions":
+            for server in changed:
+                if server.state is ServerState.DOWN:
+                    closed = self.runtime.shutdown_sessions(server.key)
+                    if closed:
+                        self.journal.record(
+                            "server.sessions_shutdown",
+                            server.key,
+                            f"server {server.key}: closed {closed} connection"
+                            f"{'s' if closed != 1 else ''} (on_down: shutdown_sessions)",
+                            logging.WARNING,
+                        )
+        self._note_conditions()
+
+    def _note_conditions(self, initial: bool = False) -> None:
+        """Backend-wide conditions: backups in use, degraded below min_healthy, unavailable."""
+        servers = self.runtime.snapshot.servers
+        name = self.config.name
+        primaries_up = [s for s in servers if not s.backup and s.takes_new_traffic]
+        backups_up = [s for s in servers if s.backup and s.takes_new_traffic]
+        up_count = sum(1 for s in servers if s.state is ServerState.UP)
+        threshold = self.config.min_healthy.threshold(len(servers))
+        now: dict[str, tuple[bool, str, str, int]] = {
+            "backend.backup_in_use": (
+                not primaries_up and bool(backups_up),
+                f"backend {name}: no primary available, {len(backups_up)} backup server"
+                f"{'s' if len(backups_up) != 1 else ''} in use",
+                f"backend {name}: primary servers available again, backups idle",
+                logging.WARNING,
+            ),
+            "backend.degraded": (
+                threshold > 0 and up_count < threshold,
+                f"backend {name} degraded: {up_count} of {len(servers)} servers up, "
+                f"min_healthy {threshold}",
+                f"backend {name} healthy again: {up_count} of {len(servers)} servers up",
+                logging.WARNING,
+            ),
+            "backend.unavailable": (
+                not primaries_up and not backups_up,
+                f"backend {name}: no server available (HTTP clients get 503, TCP "
+                "connections are closed)",
+                f"backend {name}: servers available again",
+                logging.ERROR,
+            ),
+        }
+        for kind, (active, on_text, off_text, level) in now.items():
+            if active and kind not in self._conditions:
+                self._conditions.add(kind)
+                self.journal.record(kind, name, on_text, level)
+            elif not active and kind in self._conditions:
+                self._conditions.discard(kind)
+                if not initial:
+                    self.journal.record(kind + "_over", name, off_text, logging.INFO)
+
     def _schedule_tick(self) -> None:
-        deadline = self.detector.next_deadline()
+        now = self.loop.time()
+        deadlines = [d for m in self.machines.values() if (d := m.next_deadline(now)) is not None]
         if self._tick_handle is not None:
             self._tick_handle.cancel()
             self._tick_handle = None
-        if deadline is not None:
-            self._tick_handle = self.loop.call_at(deadline, self._tick)
+        if deadlines:
+            self._tick_handle = self.loop.call_at(max(min(deadlines), now), self._tick)
 
     def _tick(self) -> None:
         self._tick_handle = None
-        transitions = self.detector.tick(self.loop.time())
-        if transitions:
-            self._apply(transitions)
-        else:
-            self._schedule_tick()
+        now = self.loop.time()
+        events: list[HealthEvent] = []
+        for machine in self.machines.values():
+            events += machine.tick(now)
+        self._apply(events)
 
     def stop(self) -> None:
+        self.runner.stop()
         if self._tick_handle is not None:
             self._tick_handle.cancel()
+
+
+def _rise_fall(check: CheckConfig) -> RiseFall | None:
+    if check.type == "none":
+        return None
+    return RiseFall(rise=check.rise, fall=check.fall)
+
+
+def _check_plans(config: BackendConfig, views: tuple[ServerView, ...]) -> list[CheckPlan]:
+    plans = []
+    for view, server in zip(views, config.servers, strict=True):
+        check = server.check
+        if check.type == "none":
+            continue
+        spec = build_spec(check, view.host, view.port, config.name, server.name)
+        timing = CheckTiming(
+            interval=check.interval,
+            fast_interval=check.fast_interval,
+            down_interval=check.down_interval,
+            jitter=check.jitter,
+        )
+        plans.append(CheckPlan(view.key, spec, timing))
+    return plans

@@ -136,6 +136,9 @@ class Exchange:
             upstream.close()
             self._release_server()
             return
+        if self.backend.sessions is not None:
+            upstream.backend = self.backend
+            self.backend.track(server, upstream)
         self._send_on(upstream)
 
     def _send_on(self, upstream: UpstreamConnection) -> None:
@@ -197,6 +200,8 @@ class Exchange:
         conn = self.conn
         response = check_response_head(status, reason, version, headers, conn.frontend.limits)
         self.response_started = True
+        if self.backend.observe_status and status >= 200 and self.server is not None:
+            self.backend.outcomes.response_status(self.server, status)
         if 100 <= status < 200:
             if status == 101:
                 raise UpstreamProtocolError("101 Switching Protocols to a request without Upgrade")

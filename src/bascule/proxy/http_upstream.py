@@ -21,6 +21,7 @@ from bascule.proxy.timers import LazyTimer
 
 if TYPE_CHECKING:
     from bascule.proxy.http import Exchange
+    from bascule.proxy.runtime import BackendRuntime
 
 log = logging.getLogger("bascule.http")
 
@@ -35,6 +36,7 @@ class UpstreamConnection(asyncio.Protocol):
         "_in_head",
         "_reason",
         "_reset_parser",
+        "backend",
         "closed",
         "exchange",
         "idle_since",
@@ -66,6 +68,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpResponseParser(self)
         self.exchange: Exchange | None = None
+        self.backend: BackendRuntime | None = None  # set when on_down needs tracking
         self.idle_since = 0.0
         self.closed = False
         self.reused = False
@@ -121,8 +124,16 @@ class UpstreamConnection(asyncio.Protocol):
         self.closed = True
         self.timer.cancel()
         self.pool.discard(self.server.key, self)
+        if self.backend is not None:
+            self.backend.untrack(self.server, self)
         if self.transport is not None:
             self.transport.close()
+
+    def abort(self) -> None:
+        """Cut the connection now (on_down: shutdown_sessions); its exchange, if any,
+        sees the loss like any other and retries or fails."""
+        if self.transport is not None and not self.closed:
+            self.transport.abort()
 
     def skip_body(self) -> None:
         """The response to a HEAD request has no body whatever its headers say;
@@ -179,6 +190,8 @@ class UpstreamConnection(asyncio.Protocol):
         self.closed = True
         self.timer.cancel()
         self.pool.discard(self.server.key, self)
+        if self.backend is not None:
+            self.backend.untrack(self.server, self)
         exchange = self.exchange
         if exchange is not None and not was_closed:
             self.exchange = None

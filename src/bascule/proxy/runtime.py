@@ -26,6 +26,12 @@ class OutcomeSink(Protocol):
 
     def success(self, server: ServerView) -> None: ...
 
+    def response_status(self, server: ServerView, status: int) -> None: ...
+
+
+class Abortable(Protocol):
+    def abort(self) -> None: ...
+
 
 class BackendRuntime:
     """The data plane's view of one backend."""
@@ -37,7 +43,9 @@ class BackendRuntime:
         "loads",
         "name",
         "needs_context",
+        "observe_status",
         "outcomes",
+        "sessions",
         "snapshot",
     )
 
@@ -54,6 +62,12 @@ class BackendRuntime:
         self.loads: dict[str, int] = {}
         # Only hashing algorithms read the pick context; others get a shared empty one.
         self.needs_context = config.algorithm in ("source", "ip_hash", "hash")
+        # Response statuses are only reported when consecutive-5xx ejection is on.
+        self.observe_status = config.passive.consecutive_5xx > 0
+        # Connections per server, kept only when on_down: shutdown_sessions needs them.
+        self.sessions: dict[str, set[Abortable]] | None = (
+            {} if config.on_down == "shutdown_sessions" else None
+        )
         self._rng = rng or random.Random()
         self.snapshot = snapshot
         self.balancer = BackendBalancer(snapshot, config.algorithm, self.loads, self._rng)
@@ -73,3 +87,22 @@ class BackendRuntime:
     def release(self, server: ServerView) -> None:
         key = server.key
         self.loads[key] = self.loads.get(key, 1) - 1
+
+    def track(self, server: ServerView, conn: Abortable) -> None:
+        if self.sessions is not None:
+            self.sessions.setdefault(server.key, set()).add(conn)
+
+    def untrack(self, server: ServerView, conn: Abortable) -> None:
+        if self.sessions is not None:
+            conns = self.sessions.get(server.key)
+            if conns:
+                conns.discard(conn)
+
+    def shutdown_sessions(self, key: str) -> int:
+        """Abort every tracked connection to a server (on_down: shutdown_sessions)."""
+        if self.sessions is None:
+            return 0
+        conns = self.sessions.pop(key, set())
+        for conn in list(conns):
+            conn.abort()
+        return len(conns)

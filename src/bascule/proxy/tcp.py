@@ -181,6 +181,7 @@ class TcpSession(asyncio.Protocol):
     def _connected(self, server: ServerView, side: _ServerSide) -> None:
         self.server = server
         self.upstream = side
+        self.frontend.default_backend.track(server, self)
         self.frontend.default_backend.outcomes.success(server)
         assert side.transport is not None
         for chunk in self.pending:
@@ -212,6 +213,7 @@ class TcpSession(asyncio.Protocol):
         if self.upstream is not None and self.upstream.transport is not None:
             self.upstream.transport.close()
         if self.server is not None:
+            self.frontend.default_backend.untrack(self.server, self)
             self.frontend.default_backend.release(self.server)
             self.server = None
         self.frontend.connection_closed(self)

@@ -1,0 +1,1 @@
+"""Health of servers: active checks, outlier ejection, slow start, combined server state."""

@@ -34,6 +34,7 @@ class LoadGenerator:
     timeout: float = 2.0
     new_connection_every: int = 5  # every Nth request opens a new connection
     max_in_flight: int = 1000
+    max_idle: int = 16  # kept-alive connections reused by later requests
     outcomes: list[Outcome] = field(default_factory=list)
     _idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = field(default_factory=list)
     _in_flight: int = 0
@@ -93,8 +94,8 @@ class LoadGenerator:
         except BaseException:
             writer.close()
             raise
-        if headers.get("connection", "").lower() == "close":
-            writer.close()
+        if headers.get("connection", "").lower() == "close" or len(self._idle) >= self.max_idle:
+            writer.close()  # keep a bounded set of kept-alive connections, like a browser
         else:
             self._idle.append((reader, writer))
         return status, headers.get("x-server", "")

@@ -406,16 +406,18 @@ class HttpClientConnection(asyncio.Protocol):
             self.client_ip, self.client_port = peer[0], peer[1]
         self.frontend.connection_opened(self)
         self._arm(_TIMER_HEAD, self.frontend.timeouts.http_request)
-        self._paused = _PAUSE_ADMIT
         self.frontend.admit(self, self._admitted)
         if not self.admitted:
-            # uvloop starts reading right after connection_made returns, so a
-            # pause from inside it is lost: apply it on the next loop turn.
+            # Over max_connections: read nothing until a slot frees. uvloop starts
+            # reading right after connection_made returns, so a pause from inside it
+            # is lost: apply it on the next loop turn too.
+            self._paused = _PAUSE_ADMIT
             self.loop.call_soon(self._reapply_pause)
 
     def _admitted(self) -> None:
         self.admitted = True
-        self.resume_reading(_PAUSE_ADMIT)
+        if self._paused & _PAUSE_ADMIT:
+            self.resume_reading(_PAUSE_ADMIT)
         if self._early:
             self.loop.call_soon(self.data_received, b"")
 

@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint format unit integration system bench clean
+.PHONY: demo test lint format unit integration system bench bench-failover bench-checks clean
 
 $(VENV)/.installed: pyproject.toml
 	@$(PYTHON) -m venv $(VENV) || { echo "cannot create a venv: on Debian run 'apt-get install python3-venv'"; exit 1; }
@@ -38,6 +38,12 @@ integration: $(VENV)/.dev
 
 bench: $(VENV)/.installed
 	$(PY) bench/proxy_bench.py
+
+bench-failover: $(VENV)/.installed
+	$(PY) bench/failover.py
+
+bench-checks: $(VENV)/.installed
+	$(PY) bench/check_cost.py
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -9,8 +9,9 @@ Every probe is bounded in time (its spec's `timeout`) and in memory (a fixed
 budget per kind), so a broken server cannot stall the checker or grow it.
 
 Probes are raw asyncio protocols rather than streams or an HTTP client library:
-1,000 servers checked every second must cost well under 10% of a core, and a
-protocol costs one small object per check (no reader task, no buffer copies).
+1,000 servers checked every second must cost under 10% of a core, and a protocol
+costs one small object per check (no reader task, no stream buffers). See
+`bench/check_cost.py` for what a check costs.
 Scheduling (interval, jitter, rise/fall) is not here: see `state.py` and
 `runner.py`.
 """
@@ -274,6 +275,10 @@ def _timeout_text(timeout: float) -> str:
 def _connect_failure(exc: OSError, host: str) -> str:
     if isinstance(exc, socket.gaierror):
         return f"cannot resolve {host}: {exc.strerror or exc}"
+    if exc.errno is None:
+        # A name with several addresses that all failed: the loop sums them up as
+        # "Multiple exceptions: [Errno 111] Connect call failed ('::1', ...), ...".
+        return str(exc).replace("\n", " ")
     return describe_os_error(exc)
 
 
@@ -309,10 +314,10 @@ async def tcp_check(spec: TcpCheckSpec) -> CheckResult:
 async def _connect_and_close(spec: TcpCheckSpec) -> str | None:
     """Connect a bare non-blocking socket and close it with a reset; the failure or None.
 
-    A TCP check needs no transport: skipping it saves a third of the check's CPU
-    (uvloop's transport setup asks the kernel for the socket's names, options and
-    the process id, several system calls each time), and its timer is a plain
-    callback instead of cancelling the task.
+    A TCP check needs no transport, and skipping it saves about a fifth of the
+    probe's user CPU: uvloop's transport setup also asks the kernel for the socket's
+    names and the process id, several system calls each time. The timeout is a
+    plain timer callback instead of a task cancellation.
     """
     loop = asyncio.get_running_loop()
     sock = socket.socket(spec.family, socket.SOCK_STREAM | socket.SOCK_NONBLOCK)
@@ -726,21 +731,23 @@ def parse_agent_answer(line: str, duration: float = 0.0) -> CheckResult:
     health: AgentState | None = None
     admin: AgentState | None = None
     weight: int | None = None
+    said: dict[str, str] = {}  # kind -> the word as the agent said it, for the reason
     unknown: list[str] = []
     for word in _AGENT_WORD_SEPARATORS.split(words_part.strip(" \t,")):
         lowered = word.lower()
         if lowered in _AGENT_HEALTH_WORDS:
-            health = _AGENT_HEALTH_WORDS[lowered]
+            health, said["health"] = _AGENT_HEALTH_WORDS[lowered], lowered
         elif lowered in _AGENT_ADMIN_WORDS:
-            admin = _AGENT_ADMIN_WORDS[lowered]
+            admin, said["admin"] = _AGENT_ADMIN_WORDS[lowered], lowered
         elif _AGENT_WEIGHT.fullmatch(word):
             weight = min(int(word[:-1]), _AGENT_MAX_WEIGHT_PERCENT)
+            said["weight"] = f"weight {weight}%"
         elif word:
             unknown.append(word)
-    if health is None and admin is None and weight is None:
+    if not said:
         what = f'unrecognised answer "{_excerpt(line)}"' if line.strip() else "empty answer"
         return CheckResult(False, f"agent check: {what}", duration)
-    reason = _agent_reason(health, admin, weight, description.strip(), unknown)
+    reason = _agent_reason(said, description.strip(), unknown)
     return CheckResult(health != "down", reason, duration, _strongest(health, admin), weight)
 
 
@@ -750,17 +757,11 @@ def _strongest(health: AgentState | None, admin: AgentState | None) -> AgentStat
     return health if _AGENT_STATE_RANK[health] > _AGENT_STATE_RANK[admin] else admin
 
 
-def _agent_reason(
-    health: AgentState | None,
-    admin: AgentState | None,
-    weight: int | None,
-    description: str,
-    unknown: list[str],
-) -> str:
-    parts: list[str] = [state for state in (health, admin) if state is not None]
-    if weight is not None:
-        parts.append(f"weight {weight}%")
-    reason = "agent check: " + ", ".join(parts)
+def _agent_reason(said: dict[str, str], description: str, unknown: list[str]) -> str:
+    """ "agent check: stopped, maint, weight 50% (reason) (ignored "junk")"."""
+    reason = "agent check: " + ", ".join(
+        said[kind] for kind in ("health", "admin", "weight") if kind in said
+    )
     if description:
         reason += f" ({_excerpt(description)})"
     if unknown:

@@ -1,0 +1,382 @@
+"""Benchmark: CPU cost of active health checks (target: 1,000 servers every second < 10% of a core).
+
+For each check type it checks N servers (default 1,000, spread over 50 backends) once
+per interval (default 1 s, each delay randomised by +-jitter like `check.jitter`) for
+a measured window (default 10 s, after a 2 s warm-up), using the real probes of
+`bascule.health.probes`, one asyncio task per server, on uvloop, and prints one row
+per type: checks/s, the checker's CPU as % of one core (user and system), p50/p99
+check duration, failed checks, and the endpoints' own CPU for reference.
+
+    .venv/bin/python bench/check_cost.py [--servers 1000] [--types tcp,http,none]
+                                         [--seconds 10] [--tick 0.01]
+
+Type `none` runs the same scheduling with a check that does no I/O: the cost of
+waking 1,000 tasks a second, which any runner pays whatever the probe. `--tick`
+picks the scheduler: by default one timer per 10 ms tick wakes every server due in
+that tick (what a runner should do: checks due together start in one loop
+iteration); `--tick 0` gives each server its own `asyncio.sleep`.
+
+How the endpoints are built: a separate process (so its user-space CPU is not
+counted) runs a tiny uvloop HTTP responder on `--ports` loopback ports (default
+20); server i points at port i % ports. So 1,000 "servers" are 1,000 check specs
+and 1,000 connections a second, but only 20 listening sockets: what is measured is
+the checker's side, which does not care whether two servers share a port.
+
+CPU % is the checking process's user and system time (resource.getrusage) during
+the window divided by the window's wall time: 100% = one core busy. On loopback
+the kernel runs much of the *server's* side of each TCP handshake and teardown
+inside the checker's own connect()/close() calls, so "system" overstates what the
+checker would pay against remote servers; under the table the script prints the
+floor for this machine: the system time of a bare blocking connect + close. It is
+a script, not a test: numbers depend on the machine and its load (the endpoints
+compete for the same CPUs).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import resource
+import socket
+import statistics
+import struct
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from typing import cast
+
+import uvloop
+
+from bascule.health.probes import CheckSpec, HttpCheckSpec, TcpCheckSpec, run_check
+from bascule.health.results import CheckResult
+
+HOST = "127.0.0.1"
+RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nConnection: close\r\n\r\nok\n"
+
+
+# -- endpoints (run in a child process) ---------------------------------------------------
+
+
+class _Endpoint(asyncio.Protocol):
+    """Answers one request with 200 "ok" and closes; a bare connect is just closed
+    by the checker."""
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)
+
+    def data_received(self, data: bytes) -> None:
+        if data.endswith(b"\r\n\r\n"):  # the probe sends its whole request at once
+            self.transport.write(RESPONSE)
+            self.transport.close()
+
+
+async def _serve(ports: int) -> None:
+    loop = asyncio.get_running_loop()
+    servers = [await loop.create_server(_Endpoint, HOST, 0, backlog=4096) for _ in range(ports)]
+    numbers = [server.sockets[0].getsockname()[1] for server in servers]
+    print(json.dumps(numbers), flush=True)
+    await loop.run_in_executor(None, sys.stdin.read)  # until the parent goes away
+
+
+def start_endpoints(ports: int) -> tuple[subprocess.Popen[str], list[int]]:
+    child = subprocess.Popen(
+        [sys.executable, __file__, "--serve", str(ports)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert child.stdout is not None
+    return child, json.loads(child.stdout.readline())
+
+
+# -- the checker ----------------------------------------------------------------------------
+
+
+@dataclass
+class Tally:
+    measuring: bool = False
+    durations: list[float] = field(default_factory=list)
+    failed: int = 0
+    first_failure: str = ""
+
+    def record(self, result: CheckResult) -> None:
+        if not self.measuring:
+            return
+        self.durations.append(result.duration)
+        if not result.ok:
+            self.failed += 1
+            self.first_failure = self.first_failure or result.reason
+
+
+Checker = Callable[[CheckSpec], Awaitable[CheckResult]]
+
+
+async def check_forever(
+    check: Checker,
+    spec: CheckSpec,
+    interval: float,
+    jitter: float,
+    rng: random.Random,
+    tally: Tally,
+) -> None:
+    """The naive scheduler: one task per server sleeping its own jittered delay."""
+    await asyncio.sleep(rng.uniform(0, interval))  # servers do not all start together
+    while True:
+        tally.record(await check(spec))
+        await asyncio.sleep(interval * rng.uniform(1 - jitter, 1 + jitter))
+
+
+class TickScheduler:
+    """One timer for all servers: every `tick` seconds it wakes the servers whose
+    (jittered) next check falls in that tick. Checks due in the same tick start in
+    the same loop iteration, so the process wakes ~1/tick times a second instead
+    of several times per check, and no server pays for a timer of its own."""
+
+    def __init__(self, tick: float) -> None:
+        self.tick = tick
+        self.loop = asyncio.get_running_loop()
+        self.due: dict[int, list[asyncio.Future[None]]] = {}
+        self.handle = self.loop.call_at(self._tick_time(self.loop.time()) + tick, self._wake)
+
+    def _tick_time(self, when: float) -> float:
+        return (when // self.tick) * self.tick
+
+    def sleep(self, delay: float) -> asyncio.Future[None]:
+        waiter: asyncio.Future[None] = self.loop.create_future()
+        slot = int((self.loop.time() + delay) // self.tick)
+        self.due.setdefault(slot, []).append(waiter)
+        return waiter
+
+    def _wake(self) -> None:
+        now = self.loop.time()
+        current = int(now // self.tick)
+        for slot in [slot for slot in self.due if slot <= current]:
+            for waiter in self.due.pop(slot):
+                if not waiter.done():
+                    waiter.set_result(None)
+        self.handle = self.loop.call_at(self._tick_time(now) + self.tick, self._wake)
+
+    def close(self) -> None:
+        self.handle.cancel()
+
+
+async def check_on_ticks(
+    check: Checker,
+    spec: CheckSpec,
+    interval: float,
+    jitter: float,
+    rng: random.Random,
+    tally: Tally,
+    ticks: TickScheduler,
+) -> None:
+    await ticks.sleep(rng.uniform(0, interval))
+    while True:
+        tally.record(await check(spec))
+        await ticks.sleep(interval * rng.uniform(1 - jitter, 1 + jitter))
+
+
+async def no_check(spec: CheckSpec) -> CheckResult:
+    """Type `none`: a check that does no I/O, to measure the scheduling alone."""
+    start = time.monotonic()
+    await asyncio.sleep(0)
+    return CheckResult(True, "none", time.monotonic() - start)
+
+
+CHECKERS: dict[str, Checker] = {
+    "tcp": run_check,
+    "http": run_check,
+    "none": no_check,
+}
+
+
+def make_specs(kind: str, servers: int, ports: Sequence[int]) -> list[CheckSpec]:
+    specs: list[CheckSpec] = []
+    for i in range(servers):
+        port = ports[i % len(ports)]
+        if kind == "http":
+            specs.append(HttpCheckSpec(HOST, port, 1.0, path=f"/health/{i % 50}"))
+        else:
+            specs.append(TcpCheckSpec(HOST, port, 1.0))
+    return specs
+
+
+def cpu_seconds() -> tuple[float, float]:
+    """(user, system) CPU seconds used by this process so far."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime, usage.ru_stime
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """user + system CPU seconds of another process, from /proc/<pid>/stat."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@dataclass
+class Row:
+    """One line of the table; CPU figures are % of one core over the window."""
+
+    kind: str
+    servers: int
+    checks_per_second: float
+    user_percent: float
+    system_percent: float
+    endpoints_percent: float
+    p50_ms: float
+    p99_ms: float
+    failed: int
+    first_failure: str
+
+
+async def measure(kind: str, args: argparse.Namespace, ports: Sequence[int], child: int) -> Row:
+    rng = random.Random(args.seed)
+    tally = Tally()
+    specs = make_specs(kind, args.servers, ports)
+    ticks = TickScheduler(args.tick) if args.tick > 0 else None
+    check = CHECKERS[kind]
+    tasks = [
+        asyncio.create_task(
+            check_forever(check, spec, args.interval, args.jitter, rng, tally)
+            if ticks is None
+            else check_on_ticks(check, spec, args.interval, args.jitter, rng, tally, ticks)
+        )
+        for spec in specs
+    ]
+    await asyncio.sleep(args.warmup)
+    tally.measuring = True
+    user_start, system_start = cpu_seconds()
+    endpoints_start, wall_start = process_cpu_seconds(child), time.monotonic()
+    await asyncio.sleep(args.seconds)
+    user_end, system_end = cpu_seconds()
+    endpoints = process_cpu_seconds(child) - endpoints_start
+    wall = time.monotonic() - wall_start
+    user, system = user_end - user_start, system_end - system_start
+    tally.measuring = False
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    if ticks is not None:
+        ticks.close()
+    durations = sorted(tally.durations) or [0.0]
+    return Row(
+        kind=kind,
+        servers=args.servers,
+        checks_per_second=len(tally.durations) / wall,
+        user_percent=100 * user / wall,
+        system_percent=100 * system / wall,
+        endpoints_percent=100 * endpoints / wall,
+        p50_ms=1000 * statistics.median(durations),
+        p99_ms=1000 * durations[min(len(durations) - 1, int(0.99 * len(durations)))],
+        failed=tally.failed,
+        first_failure=tally.first_failure,
+    )
+
+
+def kernel_floor(port: int, connections: int = 2000) -> float:
+    """System-time microseconds of one blocking loopback connect + reset close: the
+    kernel's share of a TCP check that no user-space code can avoid here."""
+    linger_zero = struct.pack("ii", 1, 0)
+    system_start = cpu_seconds()[1]
+    for _ in range(connections):
+        with socket.create_connection((HOST, port)) as sock:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, linger_zero)
+    return 1e6 * (cpu_seconds()[1] - system_start) / connections
+
+
+def print_table(rows: Sequence[Row], args: argparse.Namespace, floor_us: float) -> None:
+    scheduler = f"one timer per {args.tick * 1000:g} ms tick" if args.tick else "a timer per server"
+    print(
+        f"\nhealth-check cost: {args.servers} servers ({args.backends} backends), "
+        f"interval {args.interval:g}s +-{args.jitter:.0%}, {args.seconds:g}s measured, "
+        f"{args.ports} endpoint ports, uvloop, {scheduler}\n"
+    )
+    header = (
+        "check type",
+        "servers",
+        "checks/s",
+        "CPU % of one core",
+        "(user",
+        "system)",
+        "p50 ms",
+        "p99 ms",
+        "failed",
+        "endpoints CPU %",
+    )
+    print(" | ".join(header))
+    print(" | ".join("-" * len(title) for title in header))
+    for row in rows:
+        cells = (
+            row.kind,
+            str(row.servers),
+            f"{row.checks_per_second:.0f}",
+            f"{row.user_percent + row.system_percent:.1f}",
+            f"{row.user_percent:.1f}",
+            f"{row.system_percent:.1f}",
+            f"{row.p50_ms:.2f}",
+            f"{row.p99_ms:.2f}",
+            str(row.failed),
+            f"{row.endpoints_percent:.1f}",
+        )
+        print(" | ".join(cell.ljust(len(title)) for cell, title in zip(cells, header, strict=True)))
+    for row in rows:
+        if row.failed:
+            print(f"\n{row.kind}: first failure: {row.first_failure}")
+    print(
+        f"\nkernel floor on this machine: a blocking loopback connect + close costs "
+        f"{floor_us:.0f} us of system time, {floor_us / 10:.1f}% of a core at 1,000/s"
+    )
+    met = all(row.user_percent + row.system_percent < 10 for row in rows if row.kind != "none")
+    print(f"\ntarget (< 10% of one core for every type): {'met' if met else 'NOT met'}")
+
+
+async def run(args: argparse.Namespace) -> None:
+    child, ports = start_endpoints(args.ports)
+    try:
+        rows = [await measure(kind, args, ports, child.pid) for kind in args.types.split(",")]
+        floor_us = kernel_floor(ports[0])
+    finally:
+        child.terminate()
+        child.wait()
+    print_table(rows, args, floor_us)
+
+
+def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--servers", type=int, default=1000)
+    parser.add_argument("--backends", type=int, default=50, help="only labels the table")
+    parser.add_argument("--types", default="none,tcp,http", help="comma-separated: none,tcp,http")
+    parser.add_argument("--interval", type=float, default=1.0)
+    parser.add_argument("--jitter", type=float, default=0.1)
+    parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--warmup", type=float, default=2.0)
+    parser.add_argument("--ports", type=int, default=20)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument(
+        "--tick",
+        type=float,
+        default=0.01,
+        help="scheduler tick in seconds; 0 = one asyncio.sleep per server and check",
+    )
+    parser.add_argument("--serve", type=int, help=argparse.SUPPRESS)  # endpoints child
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] = sys.argv[1:]) -> None:
+    args = parse_args(argv)
+    if args.serve:
+        uvloop.run(_serve(args.serve))
+        return
+    for kind in args.types.split(","):
+        if kind not in CHECKERS:
+            raise SystemExit(f"--types: unknown check type {kind!r}; use none, tcp or http")
+    uvloop.run(run(args))
+
+
+if __name__ == "__main__":
+    main()

@@ -27,7 +27,8 @@ _CLIENTS: list[asyncio.StreamWriter] = []  # closed after each test, even a fail
 async def _close_clients_and_stop_servers() -> AsyncIterator[None]:
     yield
     while _CLIENTS:
-        _CLIENTS.pop().transport.abort()
+        writer = _CLIENTS.pop()  # keep it referenced until the abort is done
+        writer.transport.abort()
     while LIVE:
         await LIVE.pop().stop()
 

@@ -156,7 +156,7 @@ def test_repeat_ejection_text_says_how_many_in_a_row() -> None:
     eject_again(o, ms["s1"], 0)
     (event,) = o.failure("web/s1", "refused", now=11)
     assert event.message == (
-        "server web/s1 DOWN: 1 consecutive failures on live traffic (last: refused); "
+        "server web/s1 DOWN: 1 failure on live traffic (last: refused); "
         "ejected for 20s (ejection 2 in a row, max_ejection_time 300s)"
     )
 

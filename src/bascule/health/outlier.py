@@ -101,7 +101,9 @@ class BackendOutlier:
         record.failures += 1
         if record.failures < self.policy.max_fails:
             return []
-        cause = f"{record.failures} consecutive failures on live traffic (last: {reason})"
+        n = record.failures
+        noun = "failure" if n == 1 else "consecutive failures"
+        cause = f"{n} {noun} on live traffic (last: {reason})"
         return self._eject(key, record, cause, now)
 
     def success(self, key: str) -> None:
@@ -126,7 +128,9 @@ class BackendOutlier:
         record.errors_5xx += 1
         if record.errors_5xx < self.policy.consecutive_5xx:
             return []
-        cause = f"{record.errors_5xx} consecutive 5xx responses (last: {status})"
+        n = record.errors_5xx
+        noun = "5xx response" if n == 1 else "consecutive 5xx responses"
+        cause = f"{n} {noun} (last: {status})"
         return self._eject(key, record, cause, now)
 
     def ejected_count(self, now: float) -> int:

@@ -448,3 +448,114 @@ async def test_slow_client_gets_a_large_response_intact_and_connection_is_reused
         second = await request(port, get(), timeout=10)
     assert second is not None and second.body == payload
     assert b.connection_count == 1, "the upstream connection should have been reused"
+
+
+async def _raw_exchange(
+    port: int, data: bytes, until: bytes, timeout: float = 3.0, times: int = 1
+) -> bytes:
+    """Send raw bytes; read until `until` was seen `times` times or the connection closes."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(data)
+    got = b""
+    try:
+        async with asyncio.timeout(timeout):
+            while got.count(until) < times:
+                chunk = await reader.read(65536)
+                if not chunk:
+                    break
+                got += chunk
+    finally:
+        writer.close()
+    return got
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokJUNK",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokHTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\nINJECTED",
+    ],
+    ids=["junk", "extra-response"],
+)
+async def test_bytes_after_a_complete_response_never_reach_the_next_request(answer: bytes) -> None:
+    b = await Backend("s1", raw(answer)).start()
+    port = free_port()
+    async with running(http_config(port, {"s1": b.port})):
+        got = await _raw_exchange(port, get("/first") + get("/second"), b"ok", times=2)
+        got += await _raw_exchange(port, get("/third"), b"ok")
+    assert got.count(b"HTTP/1.1 200") == 3, got
+    assert b"INJECTED" not in got and b"JUNK" not in got
+    assert b.connection_count >= 2, "the out-of-sync connection must not be reused"
+
+
+async def test_pipelined_requests_ending_with_connection_close_are_all_answered() -> None:
+    async def echo_target(req: Request, transport: asyncio.Transport) -> None:
+        transport.write(ok_response(req.target))
+
+    b = await Backend("s1", echo_target).start()
+    port = free_port()
+    async with running(http_config(port, {"s1": b.port})):
+        data = get("/first") + get("/second", extra="Connection: close\r\n")
+        got = await _raw_exchange(port, data, b"/second")
+    assert b"/first" in got and b"/second" in got
+    assert [r.target for r in b.requests] == [b"/first", b"/second"]
+
+
+async def test_request_after_connection_close_is_not_served_but_the_first_is() -> None:
+    b = await Backend("s1").start()
+    port = free_port()
+    async with running(http_config(port, {"s1": b.port})):
+        data = get("/a", extra="Connection: close\r\n") + get("/b")
+        got = await _raw_exchange(port, data, b"s1\n")
+    assert got.startswith(b"HTTP/1.1 200") and b"400" not in got
+    assert [r.target for r in b.requests] == [b"/a"]
+
+
+async def test_pipeline_mixing_http11_and_http10_frames_each_response_for_its_request() -> None:
+    chunked = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"
+    b = await Backend("s1", raw(chunked)).start()
+    port = free_port()
+    async with running(http_config(port, {"s1": b.port})):
+        data = get("/one") + b"GET /two HTTP/1.0\r\nHost: h\r\n\r\n"
+        got = await _raw_exchange(port, data, b"\r\n\r\nhello", timeout=3)
+    assert got.startswith(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked")
+    assert [r.target for r in b.requests] == [b"/one", b"/two"]
+
+
+async def test_a_slow_reading_client_does_not_get_a_healthy_server_marked_down() -> None:
+    payload = b"x" * (16 * 1024 * 1024)
+    b = await Backend("s1", raw(ok_response(payload))).start()
+    port = free_port()
+    cfg = http_config(
+        port,
+        {"s1": b.port},
+        backend_extra="timeouts: {connect: 1s, server: 500ms}\npassive: {max_fails: 1}",
+    )
+    async with running(cfg) as app:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(get())
+        await reader.read(1000)
+        await asyncio.sleep(1.2)  # do not read: the proxy must pause the server, not time it out
+        assert app.journal.recent("server.ejected") == []
+        writer.close()
+        assert (await request(port, get(), timeout=10)) is not None
+
+
+async def test_a_client_waiting_for_a_connection_slot_is_not_cut_by_the_head_timer() -> None:
+    async def slow(req: Request, transport: asyncio.Transport) -> None:
+        await asyncio.sleep(0.8)
+        transport.write(ok_response(b"done"))
+
+    b = await Backend("s1", slow).start()
+    port = free_port()
+    cfg = http_config(
+        port,
+        {"s1": b.port},
+        frontend_extra="max_connections: 1\ntimeouts: {client: 5s, http_request: 300ms}",
+    )
+    async with running(cfg):
+        first = asyncio.create_task(request(port, get(), timeout=5))
+        await asyncio.sleep(0.05)
+        second = await request(port, get(), timeout=5)
+        assert (await first) is not None
+    assert second is not None and second.body == b"done"

@@ -85,6 +85,7 @@ class BackendController:
             loop, _check_plans(config, views), self.machines, self.check_result, rng
         )
         self._tick_handle: asyncio.TimerHandle | None = None
+        self._stopped = False
         self._conditions: set[str] = set()
         self._note_conditions(initial=True)
 
@@ -203,6 +204,8 @@ class BackendController:
                     self.journal.record(kind + "_over", name, off_text, logging.INFO)
 
     def _schedule_tick(self) -> None:
+        if self._stopped:
+            return
         now = self.loop.time()
         deadlines = [d for m in self.machines.values() if (d := m.next_deadline(now)) is not None]
         if self._tick_handle is not None:
@@ -220,9 +223,11 @@ class BackendController:
         self._apply(events)
 
     def stop(self) -> None:
+        self._stopped = True
         self.runner.stop()
         if self._tick_handle is not None:
             self._tick_handle.cancel()
+            self._tick_handle = None
 
 
 def _rise_fall(check: CheckConfig) -> RiseFall | None:

@@ -49,7 +49,7 @@ FRESH_FOR_UNSAFE = 2.0  # max idle age (s) of a pooled connection given a non-re
 
 _NO_CONTEXT = PickContext()
 _TIMER_IDLE, _TIMER_HEAD, _TIMER_BODY, _TIMER_NONE = range(4)
-_PAUSE_QUEUE, _PAUSE_BUFFER, _PAUSE_UPSTREAM, _PAUSE_ADMIT = 1, 2, 4, 8
+_PAUSE_QUEUE, _PAUSE_BUFFER, _PAUSE_UPSTREAM, _PAUSE_ADMIT, _PAUSE_CLOSING = 1, 2, 4, 8, 16
 
 
 class Exchange:
@@ -60,9 +60,11 @@ class Exchange:
         "avoid",
         "backend",
         "conn",
+        "finished",
         "framing",
         "head",
         "head_sent",
+        "http11",
         "keep_alive",
         "request_done",
         "response",
@@ -94,6 +96,8 @@ class Exchange:
         self.head_sent = False
         self.framing: Framing = "length"
         self.keep_alive = head.keep_alive
+        self.http11 = head.version == "1.1"  # per request: a pipeline may mix versions
+        self.finished = False
 
     # -- request side ---------------------------------------------------------------
 
@@ -205,7 +209,7 @@ class Exchange:
         if 100 <= status < 200:
             if status == 101:
                 raise UpstreamProtocolError("101 Switching Protocols to a request without Upgrade")
-            if conn.http11:
+            if self.http11:
                 conn.write(client_response_head(response, "none", True))
             return
         self.response = response
@@ -214,18 +218,19 @@ class Exchange:
             self.framing = "none"
         elif response.content_length is not None:
             self.framing = "length"
-        elif conn.http11:
+        elif self.http11:
             self.framing = "chunked"
         else:
             self.framing = "close"
-        if self.framing == "close" or conn.closing or not self.request_done:
+        last = conn.closing and not conn.queue  # no pipelined request waits behind this one
+        if self.framing == "close" or last or not self.request_done:
             # A request body still arriving would desynchronise the next request.
             self.keep_alive = False
-        conn.write(client_response_head(response, self.framing, self.keep_alive, not conn.http11))
+        conn.write(client_response_head(response, self.framing, self.keep_alive, not self.http11))
         self.head_sent = True
         if is_head and not response.no_body:
             upstream.skip_body()
-            self.response_complete(upstream)
+            upstream.finish_after_read(self)
 
     def response_body(self, data: bytes) -> None:
         if self.framing == "chunked":
@@ -233,14 +238,17 @@ class Exchange:
         elif self.framing != "none":
             self.conn.write(data)
 
-    def response_complete(self, upstream: UpstreamConnection) -> None:
-        if self.response is None:
-            return  # end of an interim 1xx response
+    def response_complete(self, upstream: UpstreamConnection, reusable: bool = True) -> None:
+        """The whole response is here (called by the upstream after its read is parsed,
+        never from inside the parser, so nothing else of that read is still pending)."""
+        if self.response is None or self.finished:
+            return
         if self.upstream is not upstream:
             return
+        self.finished = True
         if self.framing == "chunked":
             self.conn.write(b"0\r\n\r\n")
-        reusable = self.response.keep_alive and self.request_done
+        reusable = reusable and self.response.keep_alive and self.request_done
         self.upstream = None
         upstream.release(reusable)
         if self.server is not None:
@@ -258,7 +266,7 @@ class Exchange:
             self.response_complete(upstream)
 
     def upstream_lost(self, upstream: UpstreamConnection, reason: str) -> None:
-        if self.upstream is not upstream:
+        if self.upstream is not upstream or self.finished:
             return
         self.upstream = None
         # A pooled connection closed by the server just as we reused it is the
@@ -267,11 +275,15 @@ class Exchange:
         self._retry_or_fail(reason, 502, counts_against_server=counts)
 
     def upstream_bad_response(self, upstream: UpstreamConnection, reason: str) -> None:
+        if self.finished:
+            return
         if self.upstream is upstream:
             self.upstream = None
         self._upstream_failed(reason, 502)
 
     def upstream_timeout(self, upstream: UpstreamConnection, timeout: float) -> None:
+        if self.finished:
+            return
         if self.upstream is upstream:
             self.upstream = None
         self._upstream_failed(f"no response within timeouts.server {timeout:g}s", 504)
@@ -298,6 +310,8 @@ class Exchange:
             if sent_something and self.wire is not None:
                 self.unsent = list(self.wire)  # replay what the failed server may have seen
                 self.unsent_bytes = self.wire_bytes
+            if not counts_against_server:
+                self.attempts -= 1  # a pooled connection closed under us is not a server failure
             self._release_server()
             self.start()
             return
@@ -315,6 +329,9 @@ class Exchange:
 
     def fail(self, status: int, detail: str) -> None:
         """Answer the client with an error if it has no response head yet, else cut it."""
+        if self.finished:
+            return
+        self.finished = True
         upstream = self.upstream
         self.upstream = None
         if upstream is not None:
@@ -377,7 +394,6 @@ class HttpClientConnection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.client_ip = "0.0.0.0"
         self.client_port = 0
-        self.http11 = True
         self.closed = False
         self.closing = False  # no new request after the current one
         self.active: Exchange | None = None
@@ -396,6 +412,7 @@ class HttpClientConnection(asyncio.Protocol):
         self.admitted = False
         self._early: list[bytes] = []
         self._corked: list[bytes] | None = None
+        self._discarding = False
 
     # -- asyncio.Protocol --------------------------------------------------------------
 
@@ -405,7 +422,6 @@ class HttpClientConnection(asyncio.Protocol):
         if peer:
             self.client_ip, self.client_port = peer[0], peer[1]
         self.frontend.connection_opened(self)
-        self._arm(_TIMER_HEAD, self.frontend.timeouts.http_request)
         self.frontend.admit(self, self._admitted)
         if not self.admitted:
             # Over max_connections: read nothing until a slot frees. uvloop starts
@@ -416,6 +432,9 @@ class HttpClientConnection(asyncio.Protocol):
 
     def _admitted(self) -> None:
         self.admitted = True
+        # The head timer starts when we start reading, not while the client waits
+        # for a slot (it could not have sent its request any faster).
+        self._arm(_TIMER_HEAD, self.frontend.timeouts.http_request)
         if self._paused & _PAUSE_ADMIT:
             self.resume_reading(_PAUSE_ADMIT)
         if self._early:
@@ -426,6 +445,8 @@ class HttpClientConnection(asyncio.Protocol):
             self.transport.pause_reading()
 
     def data_received(self, data: bytes) -> None:
+        if self._discarding:
+            return  # after "Connection: close": finish what we have, read no more
         if not self.admitted:
             self._early.append(data)  # read before the pause took effect
             self._reapply_pause()
@@ -448,6 +469,10 @@ class HttpClientConnection(asyncio.Protocol):
             elif cause is not None and not isinstance(cause, httptools.HttpParserError):
                 log.error("internal error handling a request", exc_info=cause)
                 self._reject(500, "internal error in the proxy (see its log)")
+            elif self.closing and (self.active is not None or self.queue):
+                # e.g. llhttp's "data after Connection: close": the requests before it
+                # are valid and get their answers; the rest is not read.
+                self._discard_input()
             else:
                 self._reject(400, f"malformed request: {parser_reason(exc)}")
         else:
@@ -508,12 +533,14 @@ class HttpClientConnection(asyncio.Protocol):
 
     def on_headers_complete(self) -> None:
         if self.closing:
-            raise ClientProtocolError(400, "request after the connection was set to close")
+            # A request after "Connection: close" (or during a graceful stop): not served,
+            # but the ones before it still are.
+            self._discard_input()
+            return
         self._in_head = False
         self._head_bytes = 0
         parser = self.parser
         version = parser.get_http_version()
-        self.http11 = version == "1.1"
         head = check_request_head(
             parser.get_method(), self._url, version, self._headers, self.limits
         )
@@ -620,6 +647,11 @@ class HttpClientConnection(asyncio.Protocol):
         self.closing = True
         if self.active is None and not self.queue:
             self.close()
+
+    def _discard_input(self) -> None:
+        self._discarding = True
+        self.receiving = None
+        self.pause_reading(_PAUSE_CLOSING)
 
     def _reject(self, status: int, reason: str) -> None:
         log.info("rejected request from %s: %d %s", self.client_ip, status, reason)

@@ -30,6 +30,7 @@ class UpstreamConnection(asyncio.Protocol):
     """One connection to a server, serving one exchange at a time."""
 
     __slots__ = (
+        "_done",
         "_head_budget",
         "_head_bytes",
         "_headers",
@@ -79,6 +80,7 @@ class UpstreamConnection(asyncio.Protocol):
         self._head_budget = limits.max_header_bytes + 4096
         self._reason = b""
         self._reset_parser = False
+        self._done: Exchange | None = None  # response complete, finished after the read
         self.timer = LazyTimer(loop, self._timed_out)
 
     # -- used by the exchange ----------------------------------------------------
@@ -108,14 +110,18 @@ class UpstreamConnection(asyncio.Protocol):
         self.close()
 
     def pause_reading(self) -> None:
-        """The client cannot take more of the response yet (backpressure)."""
+        """The client cannot take more of the response yet (backpressure). The server is
+        not late while we do not read it, so its timeout is suspended meanwhile."""
         if self.transport is not None and not self.closed:
             self.paused = True
+            self.timer.set(None)
             self.transport.pause_reading()
 
     def resume_reading(self) -> None:
         if self.paused and self.transport is not None and not self.closed:
             self.paused = False
+            if self.exchange is not None:
+                self.timer.set(self.loop.time() + self.server_timeout)
             self.transport.resume_reading()
 
     def close(self) -> None:
@@ -160,19 +166,42 @@ class UpstreamConnection(asyncio.Protocol):
                 if self._head_bytes > self._head_budget:
                     raise UpstreamProtocolError("response header section too large")
         except UpstreamProtocolError as exc:
-            self._fail(exchange, exc.reason)
+            self._failed_read(exchange, exc.reason)
         except httptools.HttpParserError as exc:
             # An error raised in our callbacks arrives wrapped, as __context__.
             cause = exc.__context__
             if isinstance(cause, UpstreamProtocolError):
-                self._fail(exchange, cause.reason)
+                self._failed_read(exchange, cause.reason)
             elif cause is not None and not isinstance(cause, httptools.HttpParserError):
                 log.error("internal error handling a response", exc_info=cause)
-                self._fail(exchange, "internal error in the proxy (see its log)")
+                self._failed_read(exchange, "internal error in the proxy (see its log)")
             else:
-                self._fail(exchange, f"malformed response: {parser_reason(exc)}")
+                self._failed_read(exchange, f"malformed response: {parser_reason(exc)}")
+        else:
+            done = self._done
+            if done is not None:
+                # Completed only now that the whole read is parsed: the next pipelined
+                # request may reuse this connection at once.
+                self._done = None
+                done.response_complete(self)
         finally:
             client.uncork()
+
+    def finish_after_read(self, exchange: Exchange) -> None:
+        """The exchange's response is complete; finish it once the current read is parsed."""
+        self._done = exchange
+
+    def _failed_read(self, exchange: Exchange, reason: str) -> None:
+        done = self._done
+        if done is not None:
+            # The response was complete; whatever followed it (junk, a body on a
+            # 204/304, a second response) means this connection is out of sync.
+            self._done = None
+            log.warning("%s: %s after a complete response; closing", self.server.key, reason)
+            done.response_complete(self, reusable=False)
+            self.close()
+            return
+        self._fail(exchange, reason)
 
     def eof_received(self) -> bool:
         exchange = self.exchange
@@ -209,6 +238,8 @@ class UpstreamConnection(asyncio.Protocol):
     # -- httptools callbacks ---------------------------------------------------------
 
     def on_message_begin(self) -> None:
+        if self._done is not None:
+            raise UpstreamProtocolError("data after the response")
         self._headers = []
         self._reason = b""
         self._in_head = True
@@ -238,8 +269,8 @@ class UpstreamConnection(asyncio.Protocol):
 
     def on_message_complete(self) -> None:
         exchange = self.exchange
-        if exchange is not None:
-            exchange.response_complete(self)
+        if exchange is not None and exchange.response is not None:  # not an interim 1xx
+            self._done = exchange
 
     # -- failures ------------------------------------------------------------------
 

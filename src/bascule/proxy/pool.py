@@ -67,10 +67,11 @@ class UpstreamPool:
         return closed
 
     def close_all(self) -> None:
-        for idle in self._idle.values():
+        lists = list(self._idle.values())
+        self._idle.clear()  # close() calls discard(), which must not edit a list we iterate
+        for idle in lists:
             for conn in idle:
                 conn.close()
-        self._idle.clear()
 
     def idle_count(self) -> int:
         return sum(len(v) for v in self._idle.values())

@@ -473,7 +473,8 @@ async def _raw_exchange(
     "answer",
     [
         b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokJUNK",
-        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokHTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\nINJECTED",
+        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+        b"HTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\nINJECTED",
     ],
     ids=["junk", "extra-response"],
 )

@@ -149,6 +149,10 @@ class Exchange:
         self.upstream = upstream
         upstream.attach(self)
         conn = self.conn
+        if conn.write_paused:
+            # The client is still behind on an earlier response: uvloop will not say
+            # pause_writing again, so apply it to this server now.
+            upstream.pause_reading()
         upstream.write(upstream_request_head(self.head, conn.client_ip, conn.client_port))
         for piece in self.unsent:
             upstream.write(piece)
@@ -400,7 +404,7 @@ class HttpClientConnection(asyncio.Protocol):
         self.receiving: Exchange | None = None
         self.queue: deque[Exchange] = deque()
         self._paused = 0
-        self._write_paused = False
+        self.write_paused = False
         self._url = b""
         self._headers: list[tuple[bytes, bytes]] = []
         self._head_bytes = 0  # bytes received since the current head began
@@ -503,12 +507,12 @@ class HttpClientConnection(asyncio.Protocol):
         self.frontend.connection_closed(self)
 
     def pause_writing(self) -> None:
-        self._write_paused = True
+        self.write_paused = True
         if self.active is not None and self.active.upstream is not None:
             self.active.upstream.pause_reading()
 
     def resume_writing(self) -> None:
-        self._write_paused = False
+        self.write_paused = False
         if self.active is not None and self.active.upstream is not None:
             self.active.upstream.resume_reading()
 

@@ -9,6 +9,7 @@ exceptions; these classes are for things a caller must act on.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 
 class BasculeError(Exception):
@@ -17,17 +18,23 @@ class BasculeError(Exception):
 
 @dataclass(frozen=True)
 class ConfigProblem:
-    """One thing wrong with a configuration file, located as precisely as we can."""
+    """One thing wrong with a configuration file, located as precisely as we can.
+
+    A "warning" (such as a virtual IP outside every subnet of its interface) is
+    shown with that word after the path; it does not stop anything by itself.
+    """
 
     file: str
     line: int | None
     path: str
     message: str
     hint: str = ""
+    severity: Literal["error", "warning"] = "error"
 
     def __str__(self) -> str:
         where = f"{self.file}:{self.line}" if self.line is not None else self.file
-        text = f"{where}: {self.path}: {self.message}" if self.path else f"{where}: {self.message}"
+        message = f"warning: {self.message}" if self.severity == "warning" else self.message
+        text = f"{where}: {self.path}: {message}" if self.path else f"{where}: {message}"
         return f"{text} ({self.hint})" if self.hint else text
 
 

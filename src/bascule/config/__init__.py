@@ -3,10 +3,13 @@
 `load_config(path)` is the entry point; it raises `bascule.errors.ConfigError`
 carrying every problem, each located as `file:line: path.to.field`. The
 models carry concrete values with `defaults:` already merged in. `diff(old,
-new)` describes what a reload changes.
+new)` describes what a reload changes. `vrrp_environment_problems(config,
+interfaces)` checks the `vrrp:` section against the host's interfaces, which
+loading does not look at.
 """
 
 from bascule.config.diff import diff
+from bascule.config.environment import InterfaceAddresses, vrrp_environment_problems
 from bascule.config.fieldtypes import ALGORITHM_NAMES
 from bascule.config.loader import load_config, load_config_text
 from bascule.config.models import (
@@ -36,6 +39,13 @@ from bascule.config.units import (
     parse_percent,
     parse_size,
 )
+from bascule.config.vrrp import (
+    GarpConfig,
+    NotifyConfig,
+    TrackConfig,
+    VrrpConfig,
+    VrrpInstance,
+)
 
 __all__ = [
     "ALGORITHM_NAMES",
@@ -48,14 +58,20 @@ __all__ = [
     "Config",
     "FrontendConfig",
     "FrontendTimeouts",
+    "GarpConfig",
     "GlobalConfig",
     "HashKeyConfig",
     "HttpCheckConfig",
     "HttpLimits",
+    "InterfaceAddresses",
     "MinHealthy",
+    "NotifyConfig",
     "PassiveConfig",
     "RouteConfig",
     "ServerConfig",
+    "TrackConfig",
+    "VrrpConfig",
+    "VrrpInstance",
     "diff",
     "format_duration",
     "format_percent",
@@ -65,4 +81,5 @@ __all__ = [
     "parse_duration",
     "parse_percent",
     "parse_size",
+    "vrrp_environment_problems",
 ]

@@ -1,4 +1,5 @@
-"""Address syntax: frontend `bind`, server `address`, route `host`.
+"""Address syntax: frontend `bind`, server `address`, route `host`, and VRRP's
+interface names, virtual addresses (with their prefix) and router addresses.
 
 Only syntax is checked here; nothing is resolved or bound (host names are
 resolved at startup, ports are opened by the listeners). Pure functions.
@@ -181,3 +182,120 @@ def host_matches(pattern: str, host: str) -> bool:
     if pattern.startswith("*."):
         return host.endswith(pattern[1:]) and len(host) > len(pattern) - 1
     return host == pattern
+
+
+# --- VRRP: interfaces, virtual addresses, peers ----------------------------------------------
+
+# Linux refuses longer names (IFNAMSIZ is 16 bytes with the final NUL), and names
+# containing '/', ':' or white space (net/core/dev.c, dev_valid_name).
+MAX_INTERFACE_NAME = 15
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPInterface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
+
+
+def check_interface_name(text: object) -> str:
+    """Return `text` if Linux would accept it as a network interface name."""
+    hint = "write the name `ip link` shows, e.g. eth0"
+    if not isinstance(text, str):
+        raise InvalidValueError(f"{show(text)} is not an interface name", hint)
+    if not text:
+        raise InvalidValueError("is empty", hint)
+    if ":" in text:
+        raise InvalidValueError(
+            f"{show(text)} is an address label, not an interface",
+            f"write the interface itself ({text.split(':')[0]}); "
+            "virtual addresses are added to it without a label",
+        )
+    if text in (".", "..") or any(char == "/" or not char.isprintable() for char in text):
+        raise InvalidValueError(f"{show(text)} is not a valid interface name", hint)
+    if any(char.isspace() for char in text):
+        raise InvalidValueError(f"{show(text)} contains spaces", hint)
+    if len(text.encode()) > MAX_INTERFACE_NAME:
+        raise InvalidValueError(
+            f"{show(text)} is longer than {MAX_INTERFACE_NAME} bytes, which Linux refuses", hint
+        )
+    return text
+
+
+def parse_virtual_address(text: object) -> IPInterface:
+    """Read a virtual IP written with its prefix length: "198.18.0.100/24" or "2001:db8::10/64"."""
+    hint = 'write the address and the prefix of its subnet, e.g. "198.18.0.100/24"'
+    if isinstance(text, ipaddress.IPv4Interface | ipaddress.IPv6Interface):
+        return text
+    if not isinstance(text, str):
+        raise InvalidValueError(f"{show(text)} is not an address with a prefix", hint)
+    stripped = text.strip()
+    if any(char.isspace() for char in stripped):
+        # keepalived allows "198.18.0.100/24 dev eth1 label eth1:1" here.
+        raise InvalidValueError(
+            f"{show(text)} has words after the address",
+            "options such as dev, label or scope are not supported: every virtual address "
+            "goes on the instance's interface; write the address alone",
+        )
+    if "/" not in stripped:
+        raise InvalidValueError(
+            f"{show(text)} has no prefix length",
+            f'write "{stripped}/24" with the prefix of the subnet it belongs to, '
+            f'or "{stripped}/32" for a lone address as keepalived assumes',
+        )
+    try:
+        address = ipaddress.ip_interface(stripped)
+    except ValueError:
+        raise InvalidValueError(f"{show(text)} is not an IP address with a prefix", hint) from None
+    _check_usable(address.ip, text, "a virtual address")
+    _check_not_network_or_broadcast(address, text)
+    return address
+
+
+def _check_not_network_or_broadcast(address: IPInterface, text: object) -> None:
+    network = address.network
+    # /31 and /32 (RFC 3021) have no network or broadcast address to avoid.
+    if address.version != 4 or network.prefixlen > 30:
+        return
+    for special, what in (
+        (network.network_address, "network"),
+        (network.broadcast_address, "broadcast"),
+    ):
+        if address.ip == special:
+            raise InvalidValueError(
+                f"{show(text)} is the {what} address of {network}",
+                f"use a host address of {network}, e.g. {network.network_address + 1}",
+            )
+
+
+def parse_host_address(text: object) -> IPAddress:
+    """Read one IP address without prefix or brackets (a unicast peer or an advert source)."""
+    hint = "write one IPv4 or IPv6 address, e.g. 198.18.0.12"
+    if isinstance(text, ipaddress.IPv4Address | ipaddress.IPv6Address):
+        return text
+    if not isinstance(text, str):
+        raise InvalidValueError(f"{show(text)} is not an IP address", hint)
+    stripped = text.strip()
+    if "/" in stripped:
+        raise InvalidValueError(
+            f"{show(text)} has a prefix length",
+            f"write the address alone: {stripped.split('/')[0]}",
+        )
+    try:
+        address = ipaddress.ip_address(stripped.strip("[]"))
+    except ValueError:
+        raise InvalidValueError(
+            f"{show(text)} is not an IP address", f"{hint}; host names are not resolved here"
+        ) from None
+    _check_usable(address, text, "a router address")
+    return address
+
+
+def _check_usable(address: IPAddress, text: object, what: str) -> None:
+    if address.is_unspecified or address.is_multicast or address.is_loopback:
+        kind = (
+            "unspecified"
+            if address.is_unspecified
+            else "multicast"
+            if address.is_multicast
+            else "loopback"
+        )
+        raise InvalidValueError(
+            f"{show(text)} is a {kind} address, which cannot be {what}",
+            "use an address of the network the routers share",
+        )

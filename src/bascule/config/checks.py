@@ -28,14 +28,14 @@ Items = list[tuple[int, dict[str, Any]]]
 
 def cross_check(frontends: object, backends: object, lines: LineMap) -> list[Finding]:
     """Every relational problem of the (defaults-merged) frontends and backends."""
-    frontend_items = _mappings(frontends)
-    backend_items = _mappings(backends)
-    backend_names = list(dict.fromkeys(_names(backend_items)))
-    findings = _duplicate_names(("frontends",), "frontend", frontend_items, lines)
-    findings += _duplicate_names(("backends",), "backend", backend_items, lines)
+    frontend_items = mappings(frontends)
+    backend_items = mappings(backends)
+    backend_names = list(dict.fromkeys(names(backend_items)))
+    findings = duplicate_names(("frontends",), "frontend", frontend_items, lines)
+    findings += duplicate_names(("backends",), "backend", backend_items, lines)
     for index, backend in backend_items:
         path = ("backends", index, "servers")
-        findings += _duplicate_names(path, "server", _mappings(backend.get("servers")), lines)
+        findings += duplicate_names(path, "server", mappings(backend.get("servers")), lines)
         findings += _traffic(path, backend.get("servers"))
         findings += _check_first_needs_a_check(("backends", index), backend)
     for index, frontend in frontend_items:
@@ -46,17 +46,20 @@ def cross_check(frontends: object, backends: object, lines: LineMap) -> list[Fin
     return findings
 
 
-def _mappings(items: object) -> Items:
+def mappings(items: object) -> Items:
+    """The (index, item) of each mapping in a list; anything else is left to validation."""
     if not isinstance(items, list):
         return []
     return [(index, item) for index, item in enumerate(items) if isinstance(item, dict)]
 
 
-def _names(items: Items) -> list[str]:
+def names(items: Items) -> list[str]:
+    """The names that are text, in order (duplicates kept)."""
     return [item["name"] for _, item in items if isinstance(item.get("name"), str)]
 
 
-def _duplicate_names(path: Path, noun: str, items: Items, lines: LineMap) -> list[Finding]:
+def duplicate_names(path: Path, noun: str, items: Items, lines: LineMap) -> list[Finding]:
+    """A finding at each item whose name an earlier item of `path` already has."""
     first_index: dict[str, int] = {}
     findings = []
     for index, item in items:
@@ -81,16 +84,17 @@ def _references(path: Path, frontend: dict[str, Any], backend_names: list[str]) 
     references: list[tuple[Path, object]] = [
         ((*path, "default_backend"), frontend.get("default_backend"))
     ]
-    for index, route in _mappings(frontend.get("routes")):
+    for index, route in mappings(frontend.get("routes")):
         references.append(((*path, "routes", index, "backend"), route.get("backend")))
     return [
-        Finding(where, f'no backend named "{name}"', _existing_backends_hint(name, backend_names))
+        Finding(where, f'no backend named "{name}"', existing_backends_hint(name, backend_names))
         for where, name in references
         if isinstance(name, str) and name not in backend_names
     ]
 
 
-def _existing_backends_hint(name: str, backend_names: list[str]) -> str:
+def existing_backends_hint(name: str, backend_names: list[str]) -> str:
+    """ "did you mean "app"? existing backends: app, api", for a name that is not one."""
     if not backend_names:
         return "define it under backends:"
     listing = f"existing backends: {', '.join(backend_names)}"
@@ -132,7 +136,7 @@ def _http_only_passive(frontends: Items, backends: Items, lines: LineMap) -> lis
         if not lines.written(where):
             continue
         passive = backend.get("passive")
-        count = _whole(passive.get("consecutive_5xx")) if isinstance(passive, dict) else None
+        count = whole(passive.get("consecutive_5xx")) if isinstance(passive, dict) else None
         name = backend.get("name")
         using = users.get(name, []) if isinstance(name, str) else []
         if count is None or count <= 0 or not using or any(mode != "tcp" for _, mode in using):
@@ -157,7 +161,7 @@ def _frontends_by_backend(frontends: Items) -> dict[str, list[tuple[str, str]]]:
         name = frontend.get("name")
         user = (name if isinstance(name, str) else f"#{index}", mode)
         targets = [frontend.get("default_backend")]
-        targets += [route.get("backend") for _, route in _mappings(frontend.get("routes"))]
+        targets += [route.get("backend") for _, route in mappings(frontend.get("routes"))]
         for target in dict.fromkeys(target for target in targets if isinstance(target, str)):
             users.setdefault(target, []).append(user)
     return users
@@ -167,7 +171,7 @@ def _check_first_needs_a_check(path: Path, backend: dict[str, Any]) -> list[Find
     """A server that starts DOWN until a check passes needs a check that can pass."""
     backend_type = _check_type(backend.get("check", {}))
     findings = []
-    for index, server in _mappings(backend.get("servers")):
+    for index, server in mappings(backend.get("servers")):
         state = server.get("initial_state")
         if not (isinstance(state, str) and state.strip().lower() == "check_first"):
             continue
@@ -200,7 +204,7 @@ def _traffic(path: Path, servers: object) -> list[Finding]:
     for server in servers:
         if not isinstance(server, dict):
             return []
-        weight = _whole(server.get("weight", _DEFAULT_WEIGHT))
+        weight = whole(server.get("weight", _DEFAULT_WEIGHT))
         backup = server.get("backup", _DEFAULT_BACKUP)
         if weight is None or not isinstance(backup, bool):
             return []  # validation reports the bad value; the sum would mean nothing
@@ -221,7 +225,8 @@ def _traffic(path: Path, servers: object) -> list[Finding]:
     ]
 
 
-def _whole(value: object) -> int | None:
+def whole(value: object) -> int | None:
+    """A whole number written as one (or as digits); None for anything else."""
     if isinstance(value, int) and not isinstance(value, bool):
         return value
     if isinstance(value, str) and value.strip().isdigit():
@@ -233,7 +238,7 @@ def _bind_conflicts(frontends: Items, lines: LineMap) -> list[Finding]:
     earlier: list[tuple[int, str, BindAddress]] = []
     findings = []
     for index, frontend in frontends:
-        bind = _bind(frontend.get("bind"))
+        bind = bind_address(frontend.get("bind"))
         if bind is None:
             continue
         clash = next(((i, n, b) for i, n, b in earlier if b.overlaps(bind)), None)
@@ -244,7 +249,8 @@ def _bind_conflicts(frontends: Items, lines: LineMap) -> list[Finding]:
     return findings
 
 
-def _bind(value: object) -> BindAddress | None:
+def bind_address(value: object) -> BindAddress | None:
+    """The bind `value` describes; None if it does not (validation reports why)."""
     if not isinstance(value, str):
         return None
     try:

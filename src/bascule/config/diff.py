@@ -1,7 +1,7 @@
 """What changed between two configurations, in words, for reload logs.
 
-`diff(old, new)` lists frontends, backends and servers added, removed or
-changed, with the settings that changed ("backend app changed: algorithm
+`diff(old, new)` lists frontends, backends, servers and VRRP instances added,
+removed or changed, with the settings that changed ("backend app changed: algorithm
 round_robin -> least_connections"). Settings are compared field by field, so
 a new setting shows up here without any change to this module.
 
@@ -34,6 +34,7 @@ from bascule.config.models import (
     format_status_ranges,
 )
 from bascule.config.units import format_duration, format_percent, format_size
+from bascule.config.vrrp import GarpConfig, NotifyConfig, VrrpInstance
 
 # Nested settings reported key by key ("timeouts.connect 2s -> 3s") rather than whole.
 _SECTIONS = (
@@ -45,11 +46,13 @@ _SECTIONS = (
     HttpCheckConfig,
     CommandCheckConfig,
     AgentCheckConfig,
+    GarpConfig,
+    NotifyConfig,
 )
 # Compared on their own: a backend's servers each get their own line.
 _NOT_SETTINGS = ("name", "servers")
 
-Named = TypeVar("Named", FrontendConfig, BackendConfig, ServerConfig)
+Named = TypeVar("Named", FrontendConfig, BackendConfig, ServerConfig, VrrpInstance)
 
 
 def diff(old: Config, new: Config) -> list[str]:
@@ -63,6 +66,9 @@ def diff(old: Config, new: Config) -> list[str]:
     for backend in new.backends:
         if backend.name in old_backends:
             changes += _diff_servers(old_backends[backend.name], backend)
+    changes += _diff_named(
+        "vrrp instance ", old.vrrp.instances, new.vrrp.instances, _describe_instance
+    )
     return changes
 
 
@@ -149,3 +155,11 @@ def _describe_server(server: ServerConfig) -> str:
     host = f"[{server.address}]" if ":" in server.address else server.address
     backup = ", backup" if server.backup else ""
     return f"{host}:{server.port}, weight {server.weight}{backup}"
+
+
+def _describe_instance(instance: VrrpInstance) -> str:
+    addresses = ", ".join(str(address) for address in instance.virtual_ipaddresses)
+    return (
+        f"{instance.interface} vrid {instance.virtual_router_id} priority {instance.priority}, "
+        f"{addresses}"
+    )

@@ -18,7 +18,15 @@ from typing import Annotated, Literal, TypeGuard
 from pydantic import AfterValidator, BaseModel, BeforeValidator
 from pydantic_core import PydanticCustomError
 
-from bascule.config.addresses import check_route_host, check_server_address
+from bascule.config.addresses import (
+    IPAddress,
+    IPInterface,
+    check_interface_name,
+    check_route_host,
+    check_server_address,
+    parse_host_address,
+    parse_virtual_address,
+)
 from bascule.config.findings import InvalidValueError, show
 from bascule.config.units import format_size, parse_duration, parse_percent, parse_size
 
@@ -62,14 +70,20 @@ _HTTP_TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 ERROR_TYPE = "bascule"
 
 
-def config_error(message: str, hint: str, line_of: str | None = None) -> PydanticCustomError:
+def config_error(
+    message: str, hint: str, line_of: str | None = None, item: int | None = None
+) -> PydanticCustomError:
     """A validation error that `messages.py` shows as `message (hint)`.
 
-    `line_of` names a sibling key whose line is more useful than the field's own.
+    `line_of` names a sibling key whose line is more useful than the field's own;
+    `item` is the index of the list item at fault, for a rule about a whole list
+    (the error is then located at that item, line included).
     """
-    context: dict[str, str] = {"message": message, "hint": hint}
+    context: dict[str, str | int] = {"message": message, "hint": hint}
     if line_of is not None:
         context["line_of"] = line_of
+    if item is not None:
+        context["item"] = item
     return PydanticCustomError(ERROR_TYPE, "{message}", context)
 
 
@@ -367,12 +381,16 @@ def _command_path(value: object) -> object:
         raise config_error(
             "a command check needs the program to run", "add path: /usr/local/bin/check-web"
         )
+    return _program_path(value, "/usr/local/bin/check-web")
+
+
+def _program_path(value: object, example: str) -> str:
     text = _text(value)
     # An absolute path: which program runs must not depend on the daemon's PATH or cwd.
     if not text.startswith("/"):
         raise config_error(
             f"{show(text)} is not an absolute path",
-            "write the full path, e.g. /usr/local/bin/check-web; PATH is not searched",
+            f"write the full path, e.g. {example}; PATH is not searched",
         )
     if not text.isprintable():
         raise config_error(f"{show(text)} contains control characters", "remove them")
@@ -510,4 +528,106 @@ Text = Annotated[str, BeforeValidator(_text)]
 OnDown = Annotated[
     Literal["none", "shutdown_sessions"],
     one_of(("none", "shutdown_sessions"), {"shutdown-sessions": "shutdown_sessions"}),
+]
+
+
+# --- VRRP -------------------------------------------------------------------------------------
+
+V3_CHECKSUM_MODES: tuple[str, ...] = ("pseudo_header", "old_unicast", "as_v2")
+# keepalived's option names, and the spellings of packet.V3Checksum.
+_V3_CHECKSUM_SYNONYMS: Mapping[str, str] = {
+    "pseudo-header": "pseudo_header",
+    "old_unicast_checksum": "old_unicast",
+    "multicast-pseudo-header": "old_unicast",
+    "v3_checksum_as_v2": "as_v2",
+    "no-pseudo-header": "as_v2",
+}
+TRACK_CONDITIONS: tuple[str, ...] = ("no_server_up", "degraded")
+_TRACK_CONDITION_SYNONYMS: Mapping[str, str] = {
+    "no-server-up": "no_server_up",
+    "down": "no_server_up",
+    "all_down": "no_server_up",
+}
+OWNER_PRIORITY = 255
+MAX_TRACK_WEIGHT = 254
+
+
+def _vrrp_version(value: object) -> object:
+    if isinstance(value, int | float) and not isinstance(value, bool) and value in (2, 3):
+        return int(value)
+    if isinstance(value, str) and value.strip() in ("2", "3"):
+        return int(value)
+    raise config_error(
+        f"{show(value)} is not 2 or 3",
+        "use 3 for RFC 5798, or 2 for RFC 3768, keepalived's default, to pair with a "
+        "keepalived that leaves vrrp_version out",
+    )
+
+
+def _vrrp_priority(priority: int) -> int:
+    hint = (
+        "use 1-254, where the highest becomes MASTER, or 255 on the node whose own "
+        "address the virtual address is"
+    )
+    if priority == 0:
+        raise config_error("0 is reserved: a MASTER sends priority 0 when it stops", hint)
+    if not 1 <= priority <= OWNER_PRIORITY:
+        raise config_error(f"{priority} is out of range 1-255", hint)
+    return priority
+
+
+def _track_weight(weight: int) -> int:
+    if not -MAX_TRACK_WEIGHT <= weight <= MAX_TRACK_WEIGHT:
+        raise config_error(
+            f"{weight} is outside -254 to 254",
+            "a negative weight lowers the priority while the tracked object fails, a positive "
+            "one raises it while it works, and 0 means FAULT while it fails",
+        )
+    return weight
+
+
+def _script_path(value: object) -> object:
+    return _program_path(value, "/usr/local/bin/check-vip")
+
+
+VirtualRouterId = Annotated[
+    int,
+    BeforeValidator(_whole_number),
+    _in_range(
+        1,
+        255,
+        "use 1-255: the same on every node of this virtual router, "
+        "and a different one for each virtual router on the interface",
+    ),
+]
+VrrpPriority = Annotated[int, BeforeValidator(_whole_number), AfterValidator(_vrrp_priority)]
+VrrpVersion = Annotated[Literal[2, 3], BeforeValidator(_vrrp_version)]
+TrackWeight = Annotated[int, BeforeValidator(_whole_number), AfterValidator(_track_weight)]
+GarpCount = Annotated[
+    int,
+    BeforeValidator(_whole_number),
+    _at_least(1, "use 1 or more gratuitous ARP messages per burst"),
+]
+ScriptRise = Annotated[
+    int,
+    BeforeValidator(_whole_number),
+    _at_least(1, "use 1 or more: the successful runs in a row that make the script count as OK"),
+]
+ScriptFall = Annotated[
+    int,
+    BeforeValidator(_whole_number),
+    _at_least(
+        1, "use 1 or more: the failed runs in a row after which the script counts as failing"
+    ),
+]
+InterfaceName = Annotated[str, BeforeValidator(_reraise(check_interface_name))]
+VirtualAddress = Annotated[IPInterface, BeforeValidator(_reraise(parse_virtual_address))]
+RouterAddress = Annotated[IPAddress, BeforeValidator(_reraise(parse_host_address))]
+ScriptPath = Annotated[str, BeforeValidator(_script_path)]
+V3ChecksumMode = Annotated[
+    Literal["pseudo_header", "old_unicast", "as_v2"],
+    one_of(V3_CHECKSUM_MODES, _V3_CHECKSUM_SYNONYMS),
+]
+TrackCondition = Annotated[
+    Literal["no_server_up", "degraded"], one_of(TRACK_CONDITIONS, _TRACK_CONDITION_SYNONYMS)
 ]

@@ -2,9 +2,9 @@
 
 The order is: read the YAML (with the line of every node), check the top-level
 keys, validate `defaults:`, merge it into every frontend/backend/server,
-validate the result, then run the relational checks. Problems from every
-stage are collected and raised together, sorted by line, so that
-`bascule validate` shows everything that is wrong in one run.
+validate the result, then run the relational checks (`vrrp:` ones included).
+Problems from every stage are collected and raised together, sorted by line,
+so that `bascule validate` shows everything that is wrong in one run.
 """
 
 from __future__ import annotations
@@ -20,10 +20,11 @@ from bascule.config.findings import Finding, format_path
 from bascule.config.merge import merge_backends, merge_frontends
 from bascule.config.messages import findings_from, unknown_key
 from bascule.config.models import Config, DefaultsSection
+from bascule.config.vrrpchecks import vrrp_cross_check
 from bascule.config.yamlsource import LineMap, read_yaml
 from bascule.errors import ConfigError, ConfigProblem
 
-TOP_LEVEL_KEYS = ("global", "defaults", "frontends", "backends")
+TOP_LEVEL_KEYS = ("global", "defaults", "frontends", "backends", "vrrp")
 
 
 def load_config(path: str | os.PathLike[str]) -> Config:
@@ -60,9 +61,13 @@ def load_config_text(text: str, filename: str = "<config>") -> Config:
     except ValidationError as error:
         findings += findings_from(error, Config)
     findings += cross_check(merged.get("frontends"), merged.get("backends"), document.lines)
+    findings += vrrp_cross_check(
+        merged.get("vrrp"), merged.get("frontends"), merged.get("backends"), document.lines
+    )
     findings = _without_inherited_check_problems(findings)
     if findings or config is None:
         raise ConfigError(_problems(findings, filename, document.lines))
+    config.remember_lines(document.lines)
     return config
 
 
@@ -84,6 +89,8 @@ def _merged_document(data: dict[str, Any], defaults: DefaultsSection) -> dict[st
         merged["frontends"] = merge_frontends(data["frontends"], defaults)
     if "backends" in data:
         merged["backends"] = merge_backends(data["backends"], defaults)
+    if data.get("vrrp") is not None:
+        merged["vrrp"] = data["vrrp"]  # `defaults:` has nothing for it
     return merged
 
 

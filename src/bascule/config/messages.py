@@ -56,6 +56,40 @@ KEY_SYNONYMS: Mapping[str, str] = {
     "error-limit": "passive.max_fails",
     "max_ejection_percent": "max_ejected_percent",
     "base_ejection_time": "fail_timeout",
+    # VRRP, in keepalived's words.
+    "vrrp_instance": "vrrp.instances",
+    "vrrp_instances": "vrrp.instances",
+    "advert_int": "advert_interval",
+    "vrrp_version": "version",
+    "vrid": "virtual_router_id",
+    "virtual_ipaddress": "virtual_ipaddresses",
+    "unicast_src_ip": "unicast_source",
+    "mcast_src_ip": "unicast_source",
+    "unicast_peer": "unicast_peers",
+    "nopreempt": "preempt: false",
+    "accept": "accept_mode",
+    "no_accept": "accept_mode: false",
+    "garp_master_delay": "garp.repeat_after",
+    "garp_master_repeat": "garp.count",
+    "garp_master_refresh": "garp.refresh",
+    "garp_master_refresh_repeat": "garp.refresh_count",
+    "garp_interval": "garp.interval",
+    "notify_master": "notify.master",
+    "notify_backup": "notify.backup",
+    "notify_fault": "notify.fault",
+    "notify_stop": "notify.stop",
+    "track_interface": "track",
+    "track_script": "track",
+    "old_unicast_checksum": "v3_checksum: old_unicast",
+    "v3_checksum_as_v2": "v3_checksum: as_v2",
+}
+
+# keepalived settings with no counterpart, and why; only said inside a vrrp instance.
+_VRRP_ONLY_IN_KEEPALIVED: Mapping[str, str] = {
+    "state": "keepalived's state only sets where an instance starts; here the election "
+    "decides, so give the node that should be MASTER the higher priority",
+    "authentication": "RFC 5798 removed VRRP authentication (keepalived's PASS sends the "
+    "password in clear); restrict senders with unicast_peers or allowed_sources",
 }
 
 _REQUIRED_HINTS: Mapping[str, str] = {
@@ -68,12 +102,17 @@ _REQUIRED_HINTS: Mapping[str, str] = {
     "port": "add port: followed by a TCP port",
     "backend": "add backend: followed by the name of a backend",
     "source": "add source: uri, header or cookie",
+    "interface": "add interface: followed by the interface name, e.g. eth0",
+    "virtual_router_id": "add virtual_router_id: 1-255, the same on every node of this "
+    "virtual router",
+    "virtual_ipaddresses": 'add virtual_ipaddresses: ["198.18.0.100/24"]',
 }
 
 _EMPTY_LIST_HINTS: Mapping[str, str] = {
     "frontends": "add at least one frontend",
     "backends": "add at least one backend",
     "servers": "add at least one server",
+    "virtual_ipaddresses": 'add at least one address with its prefix, e.g. "198.18.0.100/24"',
 }
 
 
@@ -105,7 +144,9 @@ def _translate(detail: ErrorDetails, root: type[BaseModel]) -> Finding | None:
     if kind == ERROR_TYPE:
         sibling = context.get("line_of")
         line_path = (*loc[:-1], sibling) if sibling else None
-        return Finding(loc, context["message"], context["hint"], line_path=line_path)
+        item = context.get("item")
+        at: Path = loc if item is None else (*loc, int(item))
+        return Finding(at, context["message"], context["hint"], line_path=line_path)
     if kind == "missing":
         return _missing(loc, field)
     if kind == "extra_forbidden":
@@ -136,7 +177,9 @@ def unknown_key(loc: Path, allowed: list[str]) -> Finding:
 
 def _unknown_key(loc: Path, key: str, allowed: list[str]) -> Finding:
     listing = f"allowed here: {', '.join(allowed)}"
-    if key in KEY_SYNONYMS and _applies_here(KEY_SYNONYMS[key], allowed):
+    if key in _VRRP_ONLY_IN_KEEPALIVED and "virtual_router_id" in allowed:
+        suggestion = f"{_VRRP_ONLY_IN_KEEPALIVED[key]}; "
+    elif key in KEY_SYNONYMS and _applies_here(KEY_SYNONYMS[key], allowed):
         suggestion = f'"{key}" is called "{KEY_SYNONYMS[key]}" here; '
     else:
         close = difflib.get_close_matches(key, allowed, n=1)
@@ -147,7 +190,8 @@ def _unknown_key(loc: Path, key: str, allowed: list[str]) -> Finding:
 def _applies_here(synonym: str, allowed: list[str]) -> bool:
     # "host" means "address" in a server but is a valid key of a route; only
     # suggest a synonym that is usable where the unknown key was written.
-    return synonym.split(".")[0] in allowed
+    # A synonym may carry its value ("preempt: false").
+    return synonym.split(".")[0].split(":")[0] in allowed
 
 
 def _not_a_mapping(loc: Path, value: object) -> Finding:

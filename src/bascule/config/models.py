@@ -23,6 +23,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    PrivateAttr,
     ValidationInfo,
     field_validator,
     model_validator,
@@ -71,8 +72,10 @@ from bascule.config.fieldtypes import (
     config_error,
     min_healthy_fields,
 )
-from bascule.config.findings import InvalidValueError
+from bascule.config.findings import InvalidValueError, Path
 from bascule.config.units import format_duration, format_percent
+from bascule.config.vrrp import VrrpConfig
+from bascule.config.yamlsource import LineMap
 
 # HAProxy's defaults (`inter 2s rise 2 fall 3`), and Envoy's cap on an ejection.
 DEFAULT_CHECK_INTERVAL = 2.0
@@ -541,6 +544,28 @@ class BackendConfig(_Frozen):
         return hash_key
 
 
+class _WrittenAt:
+    """Where each node of the file was written: kept beside a `Config`, not part of it.
+
+    Two configurations that differ only in layout are equal, so this compares
+    equal to any other `_WrittenAt`.
+    """
+
+    def __init__(self, lines: LineMap | None = None) -> None:
+        self.lines = lines
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _WrittenAt)
+
+    def __hash__(self) -> int:
+        return 0
+
+
+def _empty_vrrp(value: object) -> object:
+    # `vrrp:` with every line under it commented out: no VRRP, like no section at all.
+    return {} if value is None else value
+
+
 class Config(_Frozen):
     """The whole configuration, as loaded from `source`."""
 
@@ -549,7 +574,19 @@ class Config(_Frozen):
     global_: GlobalConfig = Field(default_factory=GlobalConfig, validation_alias="global")
     frontends: tuple[FrontendConfig, ...] = Field(min_length=1)
     backends: tuple[BackendConfig, ...] = Field(min_length=1)
+    vrrp: Annotated[VrrpConfig, BeforeValidator(_empty_vrrp)] = Field(default_factory=VrrpConfig)
     source: str = "<config>"
+    _written_at: _WrittenAt = PrivateAttr(default_factory=_WrittenAt)
+
+    def remember_lines(self, lines: LineMap) -> None:
+        """Keep the line of every node (the loader calls this), for `line_of`."""
+        self._written_at = _WrittenAt(lines)
+
+    def line_of(self, path: Path) -> int | None:
+        """The line of `source` where the node at `path` was written, such as
+        ("vrrp", "instances", 0, "interface"); None for a config built in code."""
+        lines = self._written_at.lines
+        return None if lines is None else lines.line_of(path)
 
     def backend(self, name: str) -> BackendConfig:
         """The backend called `name`; KeyError if there is none."""
@@ -559,16 +596,16 @@ class Config(_Frozen):
         raise KeyError(f"no backend named {name!r} in {self.source}")
 
     def summary(self) -> str:
-        """One line such as "2 frontends, 3 backends, 7 servers"."""
+        """One line such as "2 frontends, 3 backends, 7 servers" (", 1 vrrp instance")."""
         servers = sum(len(backend.servers) for backend in self.backends)
-        return ", ".join(
-            _count(n, noun)
-            for n, noun in (
-                (len(self.frontends), "frontend"),
-                (len(self.backends), "backend"),
-                (servers, "server"),
-            )
-        )
+        counts = [
+            (len(self.frontends), "frontend"),
+            (len(self.backends), "backend"),
+            (servers, "server"),
+        ]
+        if self.vrrp.instances:
+            counts.append((len(self.vrrp.instances), "vrrp instance"))
+        return ", ".join(_count(n, noun) for n, noun in counts)
 
 
 def _count(number: int, noun: str) -> str:

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import signal
 import socket
+from typing import TYPE_CHECKING
 
 from bascule.config import Config
 from bascule.control.journal import Journal
@@ -13,6 +14,9 @@ from bascule.control.plane import BackendController
 from bascule.errors import StartupError
 from bascule.proxy.listener import FrontendRuntime
 from bascule.proxy.pool import UpstreamPool
+
+if TYPE_CHECKING:
+    from bascule.vrrp.daemon import VrrpInstanceRunner
 
 log = logging.getLogger("bascule")
 
@@ -28,11 +32,19 @@ class App:
         self.pool = UpstreamPool()
         self._stop_requested: asyncio.Event | None = None
         self._sweeper: asyncio.TimerHandle | None = None
+        self.vrrp: list[VrrpInstanceRunner] = []
 
     async def start(self) -> None:
-        """Resolve servers, build the planes and open every listener (all or none)."""
+        """Resolve servers, build the planes, open every listener, then join the VRRP
+        instances (all or none)."""
         loop = asyncio.get_running_loop()
         self._stop_requested = asyncio.Event()
+        if self.config.vrrp.instances:
+            # Before anything opens: a missing capability or interface must not leave
+            # listeners half-started.
+            from bascule.vrrp.daemon import check_vrrp_host
+
+            await check_vrrp_host(self.config)
         for backend in self.config.backends:
             addresses = {
                 s.name: await _resolve(loop, backend.name, s.name, s.address)
@@ -50,9 +62,13 @@ class App:
                 await frontend.start()
             for controller in self.controllers.values():
                 controller.start()
+            await self._start_vrrp()
         except StartupError:
+            await self._stop_vrrp()
             for frontend in self.frontends:
                 frontend.stop_accepting()
+            for controller in self.controllers.values():
+                controller.stop()  # their checks would otherwise keep running
             raise
         self._sweeper = loop.call_later(self.pool.idle_timeout / 2, self._sweep_pool)
         self.journal.record(
@@ -60,6 +76,23 @@ class App:
             self.config.source,
             f"started with {self.config.source}: {self.config.summary()}",
         )
+
+    async def _start_vrrp(self) -> None:
+        """One runner per instance, after the frontends, so a new MASTER can serve at once."""
+        if not self.config.vrrp.instances:
+            return
+        from bascule.vrrp.daemon import VrrpInstanceRunner
+
+        for instance in self.config.vrrp.instances:
+            runner = VrrpInstanceRunner(instance, self.journal)
+            await runner.start()
+            self.vrrp.append(runner)
+
+    async def _stop_vrrp(self) -> None:
+        """Priority-0 adverts and VIPs off first, so a backup takes over within skew time."""
+        for runner in reversed(self.vrrp):
+            await runner.stop()
+        self.vrrp.clear()
 
     def _sweep_pool(self) -> None:
         loop = asyncio.get_running_loop()
@@ -77,6 +110,7 @@ class App:
     async def stop(self, grace: float | None = None) -> None:
         """Stop accepting, let in-flight requests finish up to `grace`, then close."""
         grace = self.config.global_.grace if grace is None else grace
+        await self._stop_vrrp()
         for frontend in self.frontends:
             frontend.stop_accepting()
         deadline = asyncio.get_running_loop().time() + grace

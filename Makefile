@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint format unit integration system bench bench-failover bench-checks clean
+.PHONY: demo test lint format unit integration system bench bench-failover bench-checks bench-vip clean
 
 $(VENV)/.installed: pyproject.toml
 	@$(PYTHON) -m venv $(VENV) || { echo "cannot create a venv: on Debian run 'apt-get install python3-venv'"; exit 1; }
@@ -44,6 +44,9 @@ bench-failover: $(VENV)/.installed
 
 bench-checks: $(VENV)/.installed
 	$(PY) bench/check_cost.py
+
+bench-vip: $(VENV)/.installed  # needs root: builds network namespaces
+	$(PY) bench/vip_failover.py
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis

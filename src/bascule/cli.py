@@ -9,7 +9,8 @@ from pathlib import Path
 import click
 
 from bascule import __version__
-from bascule.errors import ConfigError, StartupError
+from bascule.config import Config
+from bascule.errors import ConfigError, ConfigProblem, StartupError
 
 CONFIG_HELP = "Configuration file (YAML). See docs/configuration.md."
 
@@ -96,15 +97,44 @@ def run(config_path: Path, log_level: str | None) -> None:
     type=click.Path(dir_okay=False, path_type=Path),
     help=CONFIG_HELP,
 )
-def validate(config_path: Path) -> None:
+@click.option(
+    "--no-host",
+    is_flag=True,
+    help="Skip the checks against this host (VRRP interfaces and their subnets); use it "
+    "when validating on a machine that is not the node.",
+)
+def validate(config_path: Path, no_host: bool) -> None:
     """Check a configuration without running it.
 
     Exit 0 and a one-line summary when it is good. Otherwise exit 1 and list
     every problem as `file:line: path.to.field: what is wrong (what to do)`.
-    Like `haproxy -c`: run it before every deploy or reload.
+    Like `haproxy -c`: run it before every deploy or reload. With a `vrrp:`
+    section it also checks this host: a missing interface is an error, a VIP
+    outside every subnet of its interface a warning.
     """
     config = _load(config_path)
+    if config.vrrp.instances and not no_host:
+        problems = _host_problems(config)
+        for problem in problems:
+            click.echo(str(problem), err=True)
+        errors = sum(1 for p in problems if p.severity == "error")
+        if errors:
+            click.echo(
+                f"{config_path}: {errors} problem{'s' if errors != 1 else ''} on this host",
+                err=True,
+            )
+            sys.exit(1)
     click.echo(f"{config_path}: OK: {config.summary()}")
+
+
+def _host_problems(config: Config) -> list[ConfigProblem]:
+    import asyncio
+
+    from bascule.config import vrrp_environment_problems
+    from bascule.vrrp.daemon import host_interfaces
+
+    interfaces = asyncio.run(host_interfaces())
+    return vrrp_environment_problems(config, interfaces)
 
 
 @main.command()

@@ -293,3 +293,30 @@ def test_demo_survives_a_killed_server_and_reports_it() -> None:
     )
     assert distribution, output
     assert all(int(count) > 0 for count in distribution.groups()), distribution.group(0)
+
+
+VRRP_ON_MISSING_INTERFACE = """\
+frontends:
+  - {name: web, bind: "127.0.0.1:18999", default_backend: app}
+backends:
+  - name: app
+    servers: [{name: s1, address: 127.0.0.1, port: 9001}]
+vrrp:
+  instances:
+    - name: VI_1
+      interface: bsc-no-such0
+      virtual_router_id: 51
+      priority: 150
+      virtual_ipaddresses: ["198.18.0.100/24"]
+"""
+
+
+def test_validate_checks_vrrp_against_this_host_unless_told_not_to(tmp_path: Path) -> None:
+    path = write_config(tmp_path, VRRP_ON_MISSING_INTERFACE)
+    on_host = bascule("validate", "-c", str(path))
+    assert on_host.returncode == 1
+    assert f"{path}:9: vrrp.instances[0].interface:" in on_host.stderr
+    assert 'no interface "bsc-no-such0" on this host' in on_host.stderr
+    elsewhere = bascule("validate", "-c", str(path), "--no-host")
+    assert elsewhere.returncode == 0 and "OK: " in elsewhere.stdout
+    assert "1 vrrp instance" in elsewhere.stdout

@@ -90,7 +90,7 @@ async def check_vrrp_host(config: Config) -> None:
     if not config.vrrp.instances:
         return
     require_capabilities()
-    interfaces = await _host_interfaces()
+    interfaces = await host_interfaces()
     problems = vrrp_environment_problems(config, interfaces)
     for warning in (p for p in problems if p.severity == "warning"):
         log.warning("%s", warning)
@@ -99,7 +99,8 @@ async def check_vrrp_host(config: Config) -> None:
         raise StartupError("VRRP cannot run on this host:\n  " + "\n  ".join(errors))
 
 
-async def _host_interfaces() -> dict[str, list[IPInterface]]:
+async def host_interfaces() -> dict[str, list[IPInterface]]:
+    """Every interface of this host (this network namespace) with its addresses."""
     with Netlink.open() as netlink:
         found: dict[str, list[IPInterface]] = {}
         for _, name in socket.if_nameindex():

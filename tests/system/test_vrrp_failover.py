@@ -12,13 +12,11 @@ import signal
 import subprocess
 import sys
 import textwrap
-import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from netns import Host, Topology
+from netns import Host, Topology, wait_for
 
 VIP = "198.18.0.10"
 VIP_CIDR = f"{VIP}/24"
@@ -95,17 +93,6 @@ class Node:
 
     def describe(self) -> str:
         return f"{self.host.port} log:\n{self.log.read_text(errors='replace')[-3000:]}"
-
-
-def wait_for(check: Callable[[], bool], timeout: float) -> float | None:
-    """Seconds until `check` held, polling every 10 ms; None if it never did."""
-    started = time.monotonic()
-    while True:
-        if check():
-            return time.monotonic() - started
-        if time.monotonic() - started > timeout:
-            return None
-        time.sleep(0.01)
 
 
 def client_mac_for_vip(client: Host) -> str | None:

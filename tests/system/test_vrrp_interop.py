@@ -17,14 +17,14 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from ipaddress import IPv4Address
 from pathlib import Path
 
 import pytest
 
 from bascule.vrrp.packet import VRRP_MULTICAST_V4, Advert, encode
-from netns import Host, Topology
+from netns import Host, Topology, wait_for
 
 KEEPALIVED = "/usr/sbin/keepalived"
 VRID = 51
@@ -45,17 +45,6 @@ def master_down(version: int, priority: int) -> float:
     interval = INTERVAL[version]
     skew_unit = interval if version == 3 else 1.0
     return 3 * interval + (256 - priority) / 256 * skew_unit
-
-
-def wait_for(check: Callable[[], bool], timeout: float) -> float | None:
-    """Seconds until `check` held, polling every 10 ms; None if it never did."""
-    started = time.monotonic()
-    while True:
-        if check():
-            return time.monotonic() - started
-        if time.monotonic() - started > timeout:
-            return None
-        time.sleep(0.01)
 
 
 def holds_vip(host: Host) -> bool:

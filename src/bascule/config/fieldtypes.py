@@ -28,7 +28,13 @@ from bascule.config.addresses import (
     parse_virtual_address,
 )
 from bascule.config.findings import InvalidValueError, show
-from bascule.config.units import format_size, parse_duration, parse_percent, parse_size
+from bascule.config.units import (
+    format_duration,
+    format_size,
+    parse_duration,
+    parse_percent,
+    parse_size,
+)
 
 ALGORITHM_NAMES: tuple[str, ...] = (
     "round_robin",
@@ -68,6 +74,16 @@ _CHECK_TYPE_SYNONYMS: Mapping[str, str] = {
 _NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 _HTTP_TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 ERROR_TYPE = "bascule"
+
+
+def timeout_within_interval(timeout: float, interval: float | None, hint: str) -> float:
+    """A check or track-script timeout may not outlast the interval it runs in."""
+    if interval is not None and timeout > interval:
+        raise config_error(
+            f"{format_duration(timeout)} is longer than interval {format_duration(interval)}",
+            hint,
+        )
+    return timeout
 
 
 def config_error(

@@ -71,6 +71,7 @@ from bascule.config.fieldtypes import (
     Weight,
     config_error,
     min_healthy_fields,
+    timeout_within_interval,
 )
 from bascule.config.findings import InvalidValueError, Path
 from bascule.config.units import format_duration, format_percent
@@ -273,13 +274,9 @@ class CheckConfig(_Frozen):
     @field_validator("timeout")
     @classmethod
     def _timeout_within_interval(cls, timeout: float, info: ValidationInfo) -> float:
-        interval = info.data.get("interval")
-        if interval is not None and timeout > interval:
-            raise config_error(
-                f"{format_duration(timeout)} is longer than interval {format_duration(interval)}",
-                "use a timeout shorter than the interval",
-            )
-        return timeout
+        return timeout_within_interval(
+            timeout, info.data.get("interval"), "use a timeout shorter than the interval"
+        )
 
     @field_validator("port")
     @classmethod

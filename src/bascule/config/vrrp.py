@@ -53,6 +53,7 @@ from bascule.config.fieldtypes import (
     VrrpPriority,
     VrrpVersion,
     config_error,
+    timeout_within_interval,
 )
 from bascule.config.units import format_duration
 
@@ -178,13 +179,9 @@ class TrackConfig(_Frozen):
     @field_validator("timeout")
     @classmethod
     def _timeout_within_interval(cls, timeout: float, info: ValidationInfo) -> float:
-        interval = info.data.get("interval")
-        if interval is not None and timeout > interval:
-            raise config_error(
-                f"{format_duration(timeout)} is longer than interval {format_duration(interval)}",
-                "use a timeout no longer than the interval",
-            )
-        return timeout
+        return timeout_within_interval(
+            timeout, info.data.get("interval"), "use a timeout no longer than the interval"
+        )
 
     @model_validator(mode="after")
     def _tracks_one_thing(self) -> TrackConfig:

@@ -165,7 +165,13 @@ def _host_problems(config: Config) -> list[ConfigProblem]:
     help="After the report, keep Bascule and the backends running so you can curl "
     "them; Ctrl-C stops everything.",
 )
-def demo(duration: float, rate: int, port: int, serve: bool) -> None:
+@click.option(
+    "--cluster",
+    is_flag=True,
+    help="Instead: two Bascule nodes sharing a virtual IP by VRRP, in network namespaces "
+    "(needs root); the master is killed and later restored.",
+)
+def demo(duration: float, rate: int, port: int, serve: bool, cluster: bool) -> None:
     """Show Bascule balancing real traffic and surviving a dead server.
 
     Starts three small HTTP backends on loopback and Bascule in front of them
@@ -174,7 +180,18 @@ def demo(duration: float, rate: int, port: int, serve: bool) -> None:
     errors and each server's share; the final report gives requests sent and
     failed, how long until traffic left the dead server and came back to it,
     and the distribution per server. Every figure is measured. No root needed.
+
+    With --cluster (root only): builds network namespaces holding a client, two
+    Bascule nodes sharing the VIP 198.18.0.10 by VRRP, and three backends on one
+    bridge; drives traffic at VIP:PORT, kills the MASTER node with SIGKILL, then
+    restarts it. Reports, as the client saw it, when its ARP entry for the VIP
+    moved, the first answer after each move, and the failed requests by cause.
+    Every namespace and process it made is removed at the end, even on Ctrl-C.
     """
+    if cluster:
+        from bascule.demo.cluster import run_cluster_demo
+
+        sys.exit(run_cluster_demo(duration=duration, rate=rate, port=port, serve=serve))
     from bascule.demo.run import run_demo
 
     sys.exit(run_demo(duration=duration, rate=rate, port=port, serve=serve))

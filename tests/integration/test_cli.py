@@ -86,7 +86,7 @@ async def process(*argv: str, log: Path) -> AsyncIterator[asyncio.subprocess.Pro
         ((), ["run", "validate", "demo", "--version"]),
         (("run",), ["--config", "--log-level", "SIGTERM", "grace"]),
         (("validate",), ["--config", "file:line"]),
-        (("demo",), ["--duration", "--rate", "--port", "--serve"]),
+        (("demo",), ["--duration", "--rate", "--port", "--serve", "--cluster"]),
     ],
     ids=["bascule", "run", "validate", "demo"],
 )

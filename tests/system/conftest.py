@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from netns import CommandError, Topology, remove_stale_namespaces, topology
+from bascule.netns import CommandError, Topology, remove_stale_namespaces, topology
 
 HERE = Path(__file__).parent
 

@@ -1,6 +1,6 @@
 """VRRP I/O adapters against a real kernel: VIPs, leftovers, link events, GARP, capabilities.
 
-Each test builds hosts on a bridge in fresh network namespaces (tests/netns.py) and
+Each test builds hosts on a bridge in fresh network namespaces (src/bascule/netns.py) and
 checks what an operator or a client would see: `ip addr` in the namespace, a client's
 neighbour cache, datagrams reaching the new master, the error text without privileges.
 """
@@ -21,8 +21,9 @@ from pathlib import Path
 
 import pytest
 
-import netns
+from bascule import netns
 from bascule.errors import StartupError
+from bascule.netns import Host, Topology
 from bascule.vrrp.arp import ETH_P_IPV6, Announcer
 from bascule.vrrp.netlink import (
     LeftoverCleanup,
@@ -31,7 +32,6 @@ from bascule.vrrp.netlink import (
     VipConflictError,
     in_any_subnet,
 )
-from netns import Host, Topology
 
 VIP = IPv4Interface("198.18.0.10/24")
 VIP6 = IPv6Interface("2001:2::10/64")
@@ -349,7 +349,7 @@ def test_stale_namespaces_are_those_of_dead_runs_only(topo: Topology) -> None:
         # started clearly later (process start times have a 10 ms resolution).
         time.sleep(0.05)
         found = subprocess.run(
-            [sys.executable, "-c", "import netns; print(netns.stale_namespaces())"],
+            [sys.executable, "-c", "from bascule import netns; print(netns.stale_namespaces())"],
             cwd=Path(__file__).parents[1],
             capture_output=True,
             text=True,

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from netns import Host, Topology, wait_for
+from bascule.netns import Host, Topology, wait_for
 
 VIP = "198.18.0.10"
 VIP_CIDR = f"{VIP}/24"

@@ -1,6 +1,6 @@
 """Bascule next to keepalived, and Bascule under attack, as the segment sees it.
 
-Namespaces on one bridge (tests/netns.py): a keepalived node, a Bascule node and a client
+Namespaces on one bridge (src/bascule/netns.py): a keepalived node, a Bascule node and a client
 for the interoperability tests; two Bascule nodes and an attacker for the hostile ones.
 keepalived is Debian's, started by the test with its own configuration and pid files in
 the test's temporary directory, and killed only by the PIDs it started. Assertions read
@@ -23,8 +23,8 @@ from pathlib import Path
 
 import pytest
 
+from bascule.netns import Host, Topology, wait_for
 from bascule.vrrp.packet import VRRP_MULTICAST_V4, Advert, encode
-from netns import Host, Topology, wait_for
 
 KEEPALIVED = "/usr/sbin/keepalived"
 VRID = 51

@@ -1,6 +1,7 @@
 """Bascule + Bascule VRRP scenarios beyond plain failover: what an operator would stage.
 
-preempt_delay, the master's link going down and up, unicast mode on a segment that
+preempt_delay, the master's link going down and up, a track script demoting the master
+and letting it back, unicast mode on a segment that
 drops multicast, and a split brain made by dropping VRRP (IP protocol 112) with iptables
 then healed. Two `bascule run` processes share one VIP (VRRPv3, adverts every 100 ms,
 priorities 150 and 100), each in a namespace on one bridge. Assertions read `ip addr`
@@ -21,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from netns import Host, Topology, wait_for
+from bascule.netns import Host, Topology, wait_for
 
 VIP = "198.18.0.10"
 VIP_CIDR = f"{VIP}/24"
@@ -165,6 +166,33 @@ def test_master_link_down_faults_it_and_the_backup_takes_over_until_link_up(
     both = f"{node1.describe()}\n{node2.describe()}"
     assert back is not None, f"node1 did not come back after link up\n{both}"
     assert node1.logged("became BACKUP: interface eth0 up again"), both
+
+
+def test_failing_track_script_demotes_the_master_and_its_recovery_lets_it_back(
+    nodes: tuple[Node, Node], tmp_path: Path
+) -> None:
+    node1, node2 = nodes
+    healthy = tmp_path / "app-healthy"
+    healthy.touch()
+    # 150 - 60 = 90 < 100: node2 preempts while the script fails.
+    node1.configure(
+        f"track:\n  - {{script: /usr/bin/test, args: ['-e', '{healthy}'],"
+        " interval: 200ms, fall: 2, rise: 2, weight: -60}"
+    )
+    start_and_elect(node1, node2)
+
+    healthy.unlink()
+    demoted = wait_for(only_one_holds_vip(node2, node1), 3.0)
+    both = f"{node1.describe()}\n{node2.describe()}"
+    assert demoted is not None, f"a failing track script did not move the VIP\n{both}"
+    assert node1.logged(f"track script /usr/bin/test -e {healthy} fails: "), both
+    assert node1.logged("2/2 failed in a row"), both
+
+    healthy.touch()
+    back = wait_for(only_one_holds_vip(node1, node2), 3.0)
+    both = f"{node1.describe()}\n{node2.describe()}"
+    assert back is not None, f"node1 did not take the VIP back\n{both}"
+    assert node1.logged("works again: track script /usr/bin/test: exit 0 (2/2 passed"), both
 
 
 def test_unicast_peers_elect_where_multicast_is_dropped(nodes: tuple[Node, Node]) -> None:

@@ -273,6 +273,15 @@ class Demo:
         self.tmp.cleanup()
 
 
+async def until_stopped() -> None:
+    """Wait for Ctrl-C or SIGTERM (`--serve`)."""
+    stopped = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGINT, stopped.set)
+    loop.add_signal_handler(signal.SIGTERM, stopped.set)
+    await stopped.wait()
+
+
 async def _main(duration: float, rate: int, port: int, serve: bool) -> int:
     console = Console(highlight=False, soft_wrap=True)
     demo = Demo(duration, rate, port, console)
@@ -291,11 +300,7 @@ async def _main(duration: float, rate: int, port: int, serve: bool) -> int:
         demo.report(load)
         if serve:
             console.print(f"\nStill running: curl -i http://127.0.0.1:{port}/   (Ctrl-C to stop)")
-            stopped = asyncio.Event()
-            loop = asyncio.get_running_loop()
-            loop.add_signal_handler(signal.SIGINT, stopped.set)
-            loop.add_signal_handler(signal.SIGTERM, stopped.set)
-            await stopped.wait()
+            await until_stopped()
         return 0
     finally:
         await demo.teardown()

@@ -28,6 +28,7 @@ import signal
 import socket
 import struct
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import ClassVar, Literal, assert_never, cast
 
@@ -811,10 +812,21 @@ class _CommandProbe(asyncio.SubprocessProtocol):
 
 
 async def command_check(spec: CommandCheckSpec) -> CheckResult:
-    """Healthy when the program exits 0 within the timeout.
+    """Healthy when the program exits 0 within the timeout."""
+    return await run_program(
+        spec.path, spec.args, spec.environment(), spec.timeout, what="command check"
+    )
 
-    It runs in its own session, so on timeout SIGKILL reaches its whole process
-    group (children it started included), not just the program itself.
+
+async def run_program(
+    path: str, args: Sequence[str], env: Mapping[str, str], timeout: float, *, what: str
+) -> CheckResult:
+    """Run `path` with `args` (no shell); passed when it exits 0 within `timeout`.
+
+    `what` starts the reason text ("command check: exit 1: no quorum"). The program
+    runs in its own session, so on timeout SIGKILL reaches its whole process group
+    (children it started included), not just the program itself. Used by command
+    checks and by VRRP track scripts.
     """
     loop = asyncio.get_running_loop()
     start = loop.time()  # the loop's clock: deadlines
@@ -823,27 +835,27 @@ async def command_check(spec: CommandCheckSpec) -> CheckResult:
     try:
         transport, _ = await loop.subprocess_exec(
             lambda: probe,
-            spec.path,
-            *spec.args,
+            path,
+            *args,
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
-            env=spec.environment(),
+            env=dict(env),
             start_new_session=True,
         )
     except OSError as exc:
-        reason = f"command check: cannot run {spec.path}: {exc.strerror or exc}"
+        reason = f"{what}: cannot run {path}: {exc.strerror or exc}"
         return CheckResult(False, reason, time.monotonic() - began)
     try:
-        failure = await _wait_for_command(transport, probe, spec.timeout, start)
+        failure = await _wait_for_command(transport, probe, timeout, start)
     finally:
         # Also reached on cancellation: kill leftovers of an unfinished run.
         if transport.get_returncode() is None:
             _kill_process_group(transport.get_pid())
         transport.close()
     if failure is None:
-        return CheckResult(True, "command check: exit 0", time.monotonic() - began)
-    return CheckResult(False, f"command check: {failure}", time.monotonic() - began)
+        return CheckResult(True, f"{what}: exit 0", time.monotonic() - began)
+    return CheckResult(False, f"{what}: {failure}", time.monotonic() - began)
 
 
 async def _wait_for_command(

@@ -7,7 +7,10 @@ the journal) and carries out the actions the machine returns, in order:
 
 * `SendAdvert`: at once, on the socket (adverts never wait behind netlink work);
 * `AddVips` / `RemoveVips` / `SendGratuitousArp`: on one serial queue, so the ARPs
-  follow the VIPs they announce and a removal never overtakes an addition. The first
+  follow the VIPs they announce and a removal never overtakes an addition. VIPs are
+  added without first looking at what the interface holds (every millisecond here is
+  failover time); the check for the same IP with another prefix length, an operator's
+  address that a VIP must not shadow, is queued behind the ARPs. The first
   `RemoveVips` (at start) is `Netlink.cleanup_leftovers`, which only takes off what an
   earlier Bascule run added, never an administrator's address;
 * `Notify`: the notify scripts, as background subprocesses (never awaited inline);
@@ -17,7 +20,9 @@ the journal) and carries out the actions the machine returns, in order:
 `check_vrrp_host(config)` runs before anything starts: capabilities, then the
 host checks of `config.environment` (errors stop the start, warnings are logged).
 
-Script tracks are not run yet: an instance with one logs that they are ignored.
+Track entries feed `_track_changed`: interface links from netlink's link events,
+backends from the journal's condition events, scripts from `track_scripts.TrackScript`
+(one per distinct command line, run every `interval`).
 """
 
 from __future__ import annotations
@@ -56,6 +61,7 @@ from bascule.vrrp.machine import (
 from bascule.vrrp.netlink import LinkState, Netlink
 from bascule.vrrp.packet import Advert, Drop, IPv4Packet, ReceiveRules, V3Checksum, decode
 from bascule.vrrp.socket import SocketStats, VrrpSocket, require_capabilities
+from bascule.vrrp.track_scripts import TrackScript, script_key
 
 log = logging.getLogger(__name__)
 
@@ -172,13 +178,15 @@ class _Tracking:
         """The name the machine's FAULT reason shows, e.g. "backend web (no_server_up)"."""
         if entry.backend is not None:
             return f"backend {entry.backend} ({entry.when})"
+        if entry.script is not None:
+            return f"script {script_key(entry)}"
         return entry.target
 
     def weights(self) -> list[int]:
         return [
             entry.priority_change(self.key(entry) in self.failing)
             for entry in self.entries
-            if not entry.faults_when_failing and entry.kind != "script"
+            if not entry.faults_when_failing
         ]
 
     def entries_for(self, key: str) -> list[TrackConfig]:
@@ -209,10 +217,11 @@ class VrrpInstanceRunner:
         self._announcer: Announcer | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._timer: asyncio.TimerHandle | None = None
-        self._queue: asyncio.Queue[Action] = asyncio.Queue()
+        self._queue: asyncio.Queue[Action | _CheckConflicts] = asyncio.Queue()
         self._worker: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[None]] = set()
         self._unsubscribe: list[Callable[[], None]] = []
+        self._scripts: list[TrackScript] = []
         self._cleaned_up = False
         self._send_failing = False
 
@@ -244,17 +253,19 @@ class VrrpInstanceRunner:
             )
             self._machine = VrrpMachine(instance_settings(self.instance, self._socket.source))
             links = await self._netlink.watch_links(self._on_link_change)
+            for vip in self.instance.virtual_ipaddresses:  # now, not while taking over
+                await self._netlink.prepare_vip(name, vip)
         except BaseException:
             self._close_adapters()
             self._machine = None
             raise
         self._worker = self._loop.create_task(self._run_queue())
-        self._note_script_tracks()
         now = self._loop.time()
         self._apply_initial_links(links, now)
         self._apply_initial_backends(now)
         self._unsubscribe.append(self.journal.subscribe(self._on_journal_event))
         self._execute(self._machine.start(now))
+        self._start_scripts()
 
     async def stop(self) -> None:
         """Give up the instance as RFC 5798 says: a MASTER sends priority 0, drops its VIPs."""
@@ -263,6 +274,8 @@ class VrrpInstanceRunner:
         for unsubscribe in self._unsubscribe:
             unsubscribe()
         self._unsubscribe.clear()
+        await asyncio.gather(*(script.stop() for script in self._scripts))
+        self._scripts.clear()
         self._execute(self._machine.shutdown(self._loop.time()))
         self._cancel_timer()
         await self._queue.join()
@@ -330,8 +343,8 @@ class VrrpInstanceRunner:
                 key = f"backend {event.subject} ({when})"
                 self._track_changed(key, not event.kind.endswith("_over"), now)
 
-    def _track_changed(self, key: str, failing: bool, now: float) -> None:
-        """A tracked object (interface, backend condition) started or stopped failing."""
+    def _track_changed(self, key: str, failing: bool, now: float, detail: str = "") -> None:
+        """A tracked object (interface, backend condition, script) started or stopped failing."""
         machine = self._machine
         own_interface = key == self.instance.interface
         entries = self._tracking.entries_for(key)
@@ -342,23 +355,31 @@ class VrrpInstanceRunner:
             return
         (self._tracking.failing.add if failing else self._tracking.failing.discard)(key)
         actions: list[Action] = []
+        what = "fails" if failing else "works again"
+        reason = f"tracked {key} {what}" + (f": {detail}" if detail else "")
         if own_interface or any(entry.faults_when_failing for entry in entries):
             change = machine.interface_down if failing else machine.interface_up
             actions += change(now, key)
         effective = effective_priority(self.instance.priority, self._tracking.weights())
-        what = "fails" if failing else "works again"
-        actions += machine.priority_changed(effective, now, f"tracked {key} {what}")
+        actions += machine.priority_changed(effective, now, reason)
         self._execute(actions)
 
-    def _note_script_tracks(self) -> None:
+    def _start_scripts(self) -> None:
+        started: set[str] = set()
         for entry in self.instance.track:
-            if entry.kind == "script":
-                log.warning(
-                    "vrrp instance %s: track %s is ignored: this version does not run "
-                    "track scripts yet",
-                    self.instance.name,
-                    entry,
-                )
+            if entry.script is None or script_key(entry) in started:
+                continue
+            started.add(script_key(entry))
+            script = TrackScript(self.instance.name, entry, self._on_script_change)
+            self._scripts.append(script)
+            script.start()
+
+    def _on_script_change(self, command: str, failing: bool, detail: str) -> None:
+        verdict = "fails" if failing else "works again"
+        level = logging.WARNING if failing else logging.INFO
+        self._record("vrrp.track_script", f"track script {command} {verdict}: {detail}", level)
+        if self._loop is not None:
+            self._track_changed(f"script {command}", failing, self._loop.time(), detail)
 
     # -- actions --------------------------------------------------------------------------
 
@@ -418,9 +439,12 @@ class VrrpInstanceRunner:
             finally:
                 self._queue.task_done()
 
-    async def _carry_out(self, action: Action) -> None:
+    async def _carry_out(self, action: Action | _CheckConflicts) -> None:
         if isinstance(action, AddVips):
             await self._add_vips(action.reason)
+            self._queue.put_nowait(_CheckConflicts())  # behind the ARP burst just queued
+        elif isinstance(action, _CheckConflicts):
+            await self._remove_conflicting_vips()
         elif isinstance(action, RemoveVips):
             await self._remove_vips(action.reason)
         elif isinstance(action, SendGratuitousArp):
@@ -433,9 +457,23 @@ class VrrpInstanceRunner:
         added = [
             vip
             for vip in self.instance.virtual_ipaddresses
-            if await self._netlink.add_vip(ifname, vip)
+            if await self._netlink.add_vip(ifname, vip, check_conflict=False)
         ]
         self._record_vips("vrrp.vips_added", "added", added, reason)
+
+    async def _remove_conflicting_vips(self) -> None:
+        assert self._netlink is not None
+        ifname = self.instance.interface
+        for vip in self.instance.virtual_ipaddresses:
+            other = await self._netlink.conflicting_address(ifname, vip)
+            if other is not None and await self._netlink.remove_vip(ifname, vip):
+                self._record(
+                    "vrrp.error",
+                    f"removed VIP {vip} from {ifname} again: {other} is there with another"
+                    f" prefix length. Fix the prefix in virtual_ipaddresses, or remove the"
+                    f" other address (ip addr del {other} dev {ifname})",
+                    logging.ERROR,
+                )
 
     async def _remove_vips(self, reason: str) -> None:
         assert self._netlink is not None
@@ -505,6 +543,11 @@ class VrrpInstanceRunner:
         task: asyncio.Task[None] = self._loop.create_task(coroutine)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+
+
+@dataclass(frozen=True, slots=True)
+class _CheckConflicts:
+    """Queue item: look for the VIPs' addresses with another prefix length (see above)."""
 
 
 def _ipv4_only(addresses: Iterable[object]) -> tuple[IPv4Address, ...]:

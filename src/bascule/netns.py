@@ -1,4 +1,6 @@
-"""Network-namespace topologies for system tests: hosts on one bridge, torn down always.
+"""Network-namespace topologies: hosts on one bridge, torn down always.
+
+Used by `bascule demo --cluster`, the VRRP system tests and `bench/vip_failover.py`.
 
 A `Topology` makes uniquely named namespaces: one "switch" holding a bridge `br0`, and
 hosts each joined to it by a veth pair (`eth0` in the host, `p-<role>` on the bridge),

@@ -100,6 +100,10 @@ class App:
         self._sweeper = loop.call_later(self.pool.idle_timeout / 2, self._sweep_pool)
 
     def request_stop(self) -> None:
+        # From the signal handler: priority-0 adverts leave now, not after the await
+        # chain of stop(), so a backup's skew time starts at once.
+        for runner in self.vrrp:
+            runner.resign()
         if self._stop_requested is not None:
             self._stop_requested.set()
 

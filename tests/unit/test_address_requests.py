@@ -11,7 +11,7 @@ from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg  # type: ignore[import-unt
 from bascule.vrrp.address_requests import (
     RTM_DELADDR,
     RTM_NEWADDR,
-    acknowledgement,
+    acknowledgements,
     address_message,
 )
 
@@ -60,13 +60,15 @@ def ack(seq: int, error: int) -> bytes:
     return struct.pack("=IHHIIi", 36, 2, 0, seq, 0, -error) + bytes(16)
 
 
-def test_acknowledgement_returns_the_errno_of_our_sequence_number_only() -> None:
-    assert acknowledgement(ack(9, 0), 9) == 0
-    assert acknowledgement(ack(9, errno.EEXIST), 9) == errno.EEXIST
-    assert acknowledgement(ack(8, errno.EEXIST) + ack(9, 0), 9) == 0
-    assert acknowledgement(ack(8, 0), 9) is None
+def test_acknowledgements_give_each_sequence_number_with_its_errno() -> None:
+    assert list(acknowledgements(ack(9, 0))) == [(9, 0)]
+    assert list(acknowledgements(ack(8, errno.EEXIST) + ack(9, 0))) == [
+        (8, errno.EEXIST),
+        (9, 0),
+    ]
 
 
 def test_malformed_answer_is_not_an_acknowledgement() -> None:
-    assert acknowledgement(struct.pack("=IHHII", 0, 2, 0, 9, 0), 9) is None
-    assert acknowledgement(b"\x01\x02", 9) is None
+    assert list(acknowledgements(struct.pack("=IHHII", 0, 2, 0, 9, 0))) == []
+    assert list(acknowledgements(struct.pack("=IHHII", 16, 2, 0, 9, 0))) == []  # no errno
+    assert list(acknowledgements(b"\x01\x02")) == []

@@ -8,20 +8,25 @@ what is there first, takes 3-7 ms (the first call of a run the slowest); one req
 encoded by pyroute2's own `ifaddrmsg` and sent on a plain non-blocking netlink socket
 from the loop takes 0.3 ms. So pyroute2 still builds the message; only the round trip
 is ours, and it is the simplest netlink exchange there is: one request with NLM_F_ACK,
-one NLMSG_ERROR answer carrying 0 or a negative errno.
+one NLMSG_ERROR answer carrying 0 or a negative errno, matched by sequence number.
 
-Requests go one at a time (a lock): VIP changes are rare and serial anyway, and with
-a single request in flight the first acknowledgement carrying our sequence number is
-ours. A request's bytes are encoded once and reused with a new sequence number: the
-takeover that needs them should not wait for pyroute2's encoder (0.2 ms).
+The kernel handles an rtnetlink request inside the sending system call, so when
+`submit` returns the address is already on the interface (or refused); only the
+answer arrives later, through a reader on the loop. A takeover can send its
+gratuitous ARP at once instead of waiting for that answer. A request's bytes are
+encoded once and reused with a new sequence number, keeping pyroute2's encoder
+(0.2 ms) off the takeover path.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import errno
 import itertools
 import socket
 import struct
+from collections.abc import Iterator
 from ipaddress import IPv4Interface, IPv6Interface
 from typing import Any, Final
 
@@ -80,18 +85,17 @@ def address_message(
     return bytes(message.data)
 
 
-def acknowledgement(data: bytes, seq: int) -> int | None:
-    """The errno (0 for success) acknowledging request `seq` in `data`, or None if absent."""
+def acknowledgements(data: bytes) -> Iterator[tuple[int, int]]:
+    """(sequence number, errno) of each acknowledgement in `data`; errno 0 is success."""
     offset = 0
     while offset + _HEADER.size <= len(data):
         length, kind, _flags, sequence, _pid = _HEADER.unpack_from(data, offset)
         if length < _HEADER.size:
-            return None  # malformed: stop rather than loop forever
-        if kind == _NLMSG_ERROR and sequence == seq:
+            return  # malformed: stop rather than loop forever
+        if kind == _NLMSG_ERROR and offset + _HEADER.size + _ERROR.size <= len(data):
             (error,) = _ERROR.unpack_from(data, offset + _HEADER.size)
-            return -int(error)
+            yield sequence, -int(error)
         offset += (length + 3) & ~3
-    return None
 
 
 class AddressRequests:
@@ -103,8 +107,9 @@ class AddressRequests:
     def __init__(self, sock: socket.socket) -> None:
         self._sock = sock
         self._seq = itertools.count(1)
-        self._lock = asyncio.Lock()
         self._encoded: dict[tuple[object, ...], bytes] = {}
+        self._waiting: dict[int, asyncio.Future[int]] = {}
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     @classmethod
     def open(cls) -> AddressRequests:
@@ -117,6 +122,11 @@ class AddressRequests:
         return cls(sock)
 
     def close(self) -> None:
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.remove_reader(self._sock.fileno())
+        for future in self._waiting.values():
+            future.cancel()
+        self._waiting.clear()
         self._sock.close()
 
     def encoded(
@@ -131,17 +141,48 @@ class AddressRequests:
             self._encoded[key] = data
         return data
 
+    def submit(
+        self, kind: int, index: int, vip: IPInterface, *, label: str | None, proto: int | None
+    ) -> asyncio.Future[int]:
+        """Send one add or delete now; the future gets the kernel's answer (0 or an errno).
+
+        When this returns the kernel has already carried the request out.
+        """
+        loop = asyncio.get_running_loop()
+        if self._loop is None:
+            self._loop = loop
+            loop.add_reader(self._sock.fileno(), self._read_answers)
+        seq = next(self._seq)
+        data = bytearray(self.encoded(kind, index, vip, label=label, proto=proto))
+        _SEQ.pack_into(data, _SEQ_OFFSET, seq)
+        answer: asyncio.Future[int] = loop.create_future()
+        try:
+            self._sock.send(data)
+        except OSError as exc:
+            answer.set_result(exc.errno or errno.EIO)
+            return answer
+        self._waiting[seq] = answer
+        return answer
+
     async def change(
         self, kind: int, index: int, vip: IPInterface, *, label: str | None, proto: int | None
     ) -> int:
         """Send one add or delete and return the kernel's answer: 0 or an errno."""
-        loop = asyncio.get_running_loop()
-        async with self._lock:
-            seq = next(self._seq)
-            data = bytearray(self.encoded(kind, index, vip, label=label, proto=proto))
-            _SEQ.pack_into(data, _SEQ_OFFSET, seq)
-            await loop.sock_sendall(self._sock, data)
-            while True:
-                answer = acknowledgement(await loop.sock_recv(self._sock, _RECV_SIZE), seq)
-                if answer is not None:
-                    return answer
+        return await self.submit(kind, index, vip, label=label, proto=proto)
+
+    def _read_answers(self) -> None:
+        while True:
+            try:
+                data = self._sock.recv(_RECV_SIZE)
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError as exc:  # ENOBUFS: answers were lost; nobody may wait forever
+                for answer in self._waiting.values():
+                    with contextlib.suppress(asyncio.InvalidStateError):
+                        answer.set_result(exc.errno or errno.EIO)
+                self._waiting.clear()
+                return
+            for seq, error in acknowledgements(data):
+                waiting = self._waiting.pop(seq, None)
+                if waiting is not None and not waiting.done():
+                    waiting.set_result(error)

@@ -231,20 +231,17 @@ class Announcer:
         count: int = 1,
         interval: float = 0.0,
         mac: str | None = None,
+        already_sent: int = 0,
     ) -> AnnounceResult:
         """Send `count` rounds, `interval` seconds apart, of one frame per address in `ips`.
 
         `mac` defaults to the interface's own address (keepalived does the same unless a
-        virtual MAC is configured).
+        virtual MAC is configured). `already_sent` rounds went out by `send_now`: the
+        burst goes on from there, the next round `interval` later.
         """
-        octets = parse_mac(mac if mac is not None else self.mac)
-        addresses = list(ips)
-        router = any(ip.version == 6 for ip in addresses) and self._forwards_ipv6()
-        frames = [
-            (announcement_frame(ip, octets, router=router), _ethertype(ip)) for ip in addresses
-        ]
+        frames = self._frames(list(ips), mac)
         sent = 0
-        for round_number in range(count):
+        for round_number in range(already_sent, count):
             if round_number and interval > 0:
                 await asyncio.sleep(interval)
             for frame, ethertype in frames:
@@ -253,6 +250,25 @@ class Announcer:
                     return AnnounceResult(sent, error)
                 sent += 1
         return AnnounceResult(sent)
+
+    def send_now(self, ips: Iterable[IPAddress]) -> AnnounceResult:
+        """One round, in this call: the first round of a takeover's burst.
+
+        A full send buffer ends it early (the result says so) instead of waiting.
+        """
+        sent = 0
+        for frame, ethertype in self._frames(list(ips), None):
+            try:
+                self._sock.sendto(frame, (self.ifname, ethertype))
+            except OSError as exc:
+                return AnnounceResult(sent, f"sending on {self.ifname} failed: {exc.strerror}")
+            sent += 1
+        return AnnounceResult(sent)
+
+    def _frames(self, addresses: list[IPAddress], mac: str | None) -> list[tuple[bytes, int]]:
+        octets = parse_mac(mac if mac is not None else self.mac)
+        router = any(ip.version == 6 for ip in addresses) and self._forwards_ipv6()
+        return [(announcement_frame(ip, octets, router=router), _ethertype(ip)) for ip in addresses]
 
     def _forwards_ipv6(self) -> bool:
         # Read per burst, not once: an operator may turn forwarding on while we run.

@@ -31,6 +31,7 @@ import asyncio
 import contextlib
 import logging
 import socket
+import time
 from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Interface, IPv6Interface
@@ -41,7 +42,7 @@ from bascule.config.vrrp import TrackConfig
 from bascule.control.journal import Journal
 from bascule.errors import StartupError
 from bascule.model import Event as JournalEvent
-from bascule.vrrp.arp import Announcer
+from bascule.vrrp.arp import Announcer, AnnounceResult
 from bascule.vrrp.machine import (
     Action,
     AddVips,
@@ -83,6 +84,19 @@ _ACTION_WORDS: Final[dict[type, str]] = {
     SendGratuitousArp: "sending gratuitous ARP",
 }
 _STOP_NOTIFY_WAIT: Final = 2.0  # seconds stop() lets running notify scripts finish
+# uvloop's timers and clock have 1 ms resolution: a timer may fire up to that much
+# before its deadline. It counts as on time rather than being re-armed for the rest.
+_TIMER_SLACK: Final = 0.001
+# The master-down timer ends a failover, and libuv tends to fire ~1 ms late: as
+# BACKUP the timer is armed this much early and the last stretch is waited out by
+# yielding to the loop (call_soon) until the deadline, to within _PRECISE_SLACK. It
+# fires once per takeover (adverts re-arm it otherwise), so the spin costs nothing.
+_PRECISE_LEAD: Final = 0.002
+_PRECISE_SLACK: Final = 0.0001
+
+# The machine's clock. Not loop.time(): uvloop's is in whole milliseconds, too coarse
+# for timers that keepalived keeps to the microsecond.
+_now = time.monotonic
 
 
 # -- before starting --------------------------------------------------------------------------
@@ -216,7 +230,10 @@ class VrrpInstanceRunner:
         self._netlink: Netlink | None = None
         self._announcer: Announcer | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._timer: asyncio.TimerHandle | None = None
+        self._timer: asyncio.TimerHandle | asyncio.Handle | None = None
+        self._timer_deadline: float | None = None
+        self._resigned = False
+        self._busy = False  # the queue worker is carrying out an action
         self._queue: asyncio.Queue[Action | _CheckConflicts] = asyncio.Queue()
         self._worker: asyncio.Task[None] | None = None
         self._background: set[asyncio.Task[None]] = set()
@@ -260,24 +277,35 @@ class VrrpInstanceRunner:
             self._machine = None
             raise
         self._worker = self._loop.create_task(self._run_queue())
-        now = self._loop.time()
+        now = _now()
         self._apply_initial_links(links, now)
         self._apply_initial_backends(now)
         self._unsubscribe.append(self.journal.subscribe(self._on_journal_event))
         self._execute(self._machine.start(now))
         self._start_scripts()
 
+    def resign(self) -> None:
+        """Give up at once, without waiting: a MASTER sends its priority-0 advert now.
+
+        Call it from the stop signal's handler, so a backup's skew time starts within
+        the millisecond; `stop()` then finishes the job (VIPs off, adapters closed).
+        """
+        if self._machine is None or self._resigned:
+            return
+        self._resigned = True
+        for unsubscribe in self._unsubscribe:
+            unsubscribe()
+        self._unsubscribe.clear()
+        self._execute(self._machine.shutdown(_now()))
+        self._cancel_timer()
+
     async def stop(self) -> None:
         """Give up the instance as RFC 5798 says: a MASTER sends priority 0, drops its VIPs."""
         if self._machine is None or self._loop is None:
             return
-        for unsubscribe in self._unsubscribe:
-            unsubscribe()
-        self._unsubscribe.clear()
+        self.resign()
         await asyncio.gather(*(script.stop() for script in self._scripts))
         self._scripts.clear()
-        self._execute(self._machine.shutdown(self._loop.time()))
-        self._cancel_timer()
         await self._queue.join()
         if self._worker is not None:
             self._worker.cancel()
@@ -311,20 +339,30 @@ class VrrpInstanceRunner:
             advert_interval=decoded.interval_seconds,
             version=decoded.version,
         )
-        self._execute(machine.advert_received(received, loop.time()))
+        self._execute(machine.advert_received(received, _now()))
 
     def _on_timer(self) -> None:
         self._timer = None
-        if self._machine is not None and self._loop is not None:
-            self._execute(self._machine.timer(self._loop.time()))
+        machine, loop, deadline = self._machine, self._loop, self._timer_deadline
+        if machine is None or loop is None:
+            return
+        now = _now()
+        if deadline is not None:
+            precise = machine.state is State.BACKUP
+            if precise and deadline - now > _PRECISE_SLACK:
+                self._timer = loop.call_soon(self._on_timer)
+                return
+            if deadline - now <= _TIMER_SLACK:
+                now = max(now, deadline)
+        self._execute(machine.timer(now))
 
     def _on_link_change(self, ifname: str, state: LinkState) -> None:
         if self._loop is not None:
-            self._track_changed(ifname, state is LinkState.DOWN, self._loop.time())
+            self._track_changed(ifname, state is LinkState.DOWN, _now())
 
     def _on_journal_event(self, event: JournalEvent) -> None:
         if self._loop is not None:
-            self._backend_event(event, self._loop.time())
+            self._backend_event(event, _now())
 
     def _apply_initial_links(self, links: dict[str, LinkState], now: float) -> None:
         for ifname, state in links.items():
@@ -375,18 +413,25 @@ class VrrpInstanceRunner:
             script.start()
 
     def _on_script_change(self, command: str, failing: bool, detail: str) -> None:
+        if self._resigned:
+            return
         verdict = "fails" if failing else "works again"
         level = logging.WARNING if failing else logging.INFO
         self._record("vrrp.track_script", f"track script {command} {verdict}: {detail}", level)
         if self._loop is not None:
-            self._track_changed(f"script {command}", failing, self._loop.time(), detail)
+            self._track_changed(f"script {command}", failing, _now(), detail)
 
     # -- actions --------------------------------------------------------------------------
 
     def _execute(self, actions: Iterable[Action]) -> None:
+        taking_over = False  # VIPs added in this call: their first ARP round goes now too
         for action in actions:
             if isinstance(action, SendAdvert):
                 self._send_advert(action.priority)
+            elif isinstance(action, AddVips) and self._take_over_now(action):
+                taking_over = True
+            elif isinstance(action, SendGratuitousArp) and taking_over:
+                self._announce_now(action)
             elif isinstance(action, Event):
                 self._record(action.kind, action.message, action.level, **action.fields)
             elif isinstance(action, SplitBrain):
@@ -406,9 +451,11 @@ class VrrpInstanceRunner:
         self._cancel_timer()
         if self._machine is None or self._loop is None:
             return
-        deadline = self._machine.next_deadline()
+        deadline = self._timer_deadline = self._machine.next_deadline()
         if deadline is not None:
-            self._timer = self._loop.call_at(deadline, self._on_timer)
+            lead = _PRECISE_LEAD if self._machine.state is State.BACKUP else 0.0
+            delay = max(0.0, deadline - lead - _now())
+            self._timer = self._loop.call_later(delay, self._on_timer)
 
     def _cancel_timer(self) -> None:
         if self._timer is not None:
@@ -428,15 +475,55 @@ class VrrpInstanceRunner:
             log.info("vrrp instance %s: adverts are leaving again", self.instance.name)
         self._send_failing = bool(failures)
 
+    def _take_over_now(self, action: AddVips) -> bool:
+        """Add the VIPs within this call when nothing is queued before them; False if not.
+
+        The failover path: the kernel adds an address inside the netlink send, so the
+        gratuitous ARP that follows can leave at once; the kernel's answers are read
+        (and journaled) in the background. Anything already queued keeps its turn.
+        """
+        netlink = self._netlink
+        if netlink is None or self._busy or not self._queue.empty():
+            return False
+        ifname, vips = self.instance.interface, self.instance.virtual_ipaddresses
+        answers = [netlink.add_vip_now(ifname, vip) for vip in vips]
+        if any(answer is None for answer in answers):
+            return False  # index unknown: cannot happen after start(), but stay correct
+        self._spawn(self._finish_adding(list(zip(vips, answers, strict=True)), action.reason))
+        return True
+
+    async def _finish_adding(
+        self, answers: list[tuple[IPInterface, asyncio.Future[int] | None]], reason: str
+    ) -> None:
+        assert self._netlink is not None
+        added = []
+        for vip, answer in answers:
+            assert answer is not None
+            try:
+                if await self._netlink.vip_added(self.instance.interface, vip, await answer):
+                    added.append(vip)
+            except StartupError as exc:
+                self._record("vrrp.error", f"adding the virtual IPs failed: {exc}", logging.ERROR)
+        self._record_vips("vrrp.vips_added", "added", added, reason)
+        self._queue.put_nowait(_CheckConflicts())
+
+    def _announce_now(self, burst: SendGratuitousArp) -> None:
+        if self._announcer is None:
+            return
+        first = self._announcer.send_now(self.instance.virtual_addresses)
+        self._spawn(self._announce(burst, first))
+
     async def _run_queue(self) -> None:
         while True:
             action = await self._queue.get()
+            self._busy = True
             try:
                 await self._carry_out(action)
             except Exception as exc:  # a failed VIP change must not stop the instance
                 what = _ACTION_WORDS.get(type(action), type(action).__name__)
                 self._record("vrrp.error", f"{what} failed: {exc}", logging.ERROR)
             finally:
+                self._busy = False
                 self._queue.task_done()
 
     async def _carry_out(self, action: Action | _CheckConflicts) -> None:
@@ -499,12 +586,19 @@ class VrrpInstanceRunner:
             message = f"{verb} VIP {listed} on {self.instance.interface} ({reason})"
             self._record(kind, message, vips=listed)
 
-    async def _announce(self, burst: SendGratuitousArp) -> None:
+    async def _announce(
+        self, burst: SendGratuitousArp, first: AnnounceResult | None = None
+    ) -> None:
         if self._announcer is None:
             return
-        result = await self._announcer.announce(
-            self.instance.virtual_addresses, count=burst.count, interval=burst.interval
-        )
+        ips = self.instance.virtual_addresses
+        if first is not None and first.error:
+            result = first
+        else:
+            rest = await self._announcer.announce(
+                ips, count=burst.count, interval=burst.interval, already_sent=int(first is not None)
+            )
+            result = AnnounceResult((first.sent if first else 0) + rest.sent, rest.error)
         text = (
             f"gratuitous ARP: {result.sent} messages on {self.instance.interface} ({burst.reason})"
         )

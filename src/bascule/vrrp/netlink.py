@@ -263,18 +263,38 @@ class Netlink:
 
         Raises VipConflictError when the address is there with another prefix length.
         IPv4 lets both exist side by side, so finding that case costs a dump of the
-        interface's addresses after the add; on the failover path pass
-        `check_conflict=False` and call `conflicting_address` once the ARPs are out.
+        interface's addresses after the add; on the failover path use `add_vip_now`
+        and `conflicting_address` once the ARPs are out.
         """
         answer = await self._change_address(RTM_NEWADDR, ifname, vip)
+        added = await self.vip_added(ifname, vip, answer)
+        if added and check_conflict and (other := await self.conflicting_address(ifname, vip)):
+            await self.remove_vip(ifname, vip)
+            raise _conflict("add", ifname, vip, other)
+        return added
+
+    def add_vip_now(self, ifname: str, vip: IPInterface) -> asyncio.Future[int] | None:
+        """Add `vip` without waiting: when this returns the kernel has done it (or not).
+
+        The future gets the kernel's answer; give it to `vip_added`. None when the
+        interface's index is not known yet: call `prepare_vip` at startup.
+        """
+        index = self._indexes.get(ifname)
+        if index is None:
+            return None
+        label = vrrp_label(ifname)
+        return self._requests.submit(RTM_NEWADDR, index, vip, label=label, proto=ADDRESS_PROTO)
+
+    async def vip_added(self, ifname: str, vip: IPInterface, answer: int) -> bool:
+        """What the kernel's `answer` to adding `vip` means: True added, False already there.
+
+        Raises StartupError for a failure, VipConflictError when the IP is there with
+        another prefix length and the kernel refused ours (IPv6 keeps one per address).
+        """
         if answer == 0:
-            if check_conflict and (other := await self.conflicting_address(ifname, vip)):
-                await self.remove_vip(ifname, vip)
-                raise _conflict("add", ifname, vip, other)
             return True
         if answer != errno.EEXIST:
             raise _translate(f"add {vip}", ifname, OSError(answer, os.strerror(answer)))
-        # IPv6 keeps one prefix per address: EEXIST may mean it is there with another.
         present = [a.interface for a in await self.interface_addresses(ifname)]
         other = next((p for p in present if p.ip == vip.ip), None)
         if vip in present or other is None:

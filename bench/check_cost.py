@@ -8,7 +8,13 @@ per type: checks/s, the checker's CPU as % of one core (user and system), p50/p9
 check duration, failed checks, and the endpoints' own CPU for reference.
 
     .venv/bin/python bench/check_cost.py [--servers 1000] [--types tcp,http,none]
-                                         [--seconds 10] [--tick 0.01]
+                                         [--seconds 10] [--tick 0.01] [--daemons]
+
+`--daemons` adds what a user would see: a real `bascule run` and a real HAProxy
+(`nbthread 1`, `default-server check inter 1s`), each given the same 1,000 servers in
+50 backends against the same endpoints, with nothing else to do; their CPU over the
+window is read from /proc. Those rows include everything the daemon does per check
+(the scheduler, the state machines, the events), not only the probe.
 
 Type `none` runs the same scheduling with a check that does no I/O: the cost of
 waking 1,000 tasks a second, which any runner pays whatever the probe. `--tick`
@@ -331,14 +337,111 @@ def print_table(rows: Sequence[Row], args: argparse.Namespace, floor_us: float) 
         f"\nkernel floor on this machine: a blocking loopback connect + close costs "
         f"{floor_us:.0f} us of system time, {floor_us / 10:.1f}% of a core at 1,000/s"
     )
-    met = all(row.user_percent + row.system_percent < 10 for row in rows if row.kind != "none")
+    ours = [row for row in rows if row.kind != "none" and "haproxy" not in row.kind]
+    met = all(row.user_percent + row.system_percent < 10 for row in ours)
     print(f"\ntarget (< 10% of one core for every type): {'met' if met else 'NOT met'}")
+
+
+# -- whole daemons ---------------------------------------------------------------------------
+
+
+def bascule_config(kind: str, args: argparse.Namespace, ports: Sequence[int]) -> str:
+    interval = f"{args.interval:g}s"
+    check = f"{{type: tcp, interval: {interval}, timeout: 1s}}"
+    if kind == "http":
+        check = f"{{type: http, interval: {interval}, timeout: 1s, http: {{path: /health}}}}"
+    lines = [
+        "global: {log_level: warning}",
+        "frontends:",
+        f'  - {{name: f, bind: "{HOST}:{free_port()}", default_backend: b0}}',
+        "backends:",
+    ]
+    for backend in range(args.backends):
+        lines += [f"  - name: b{backend}", f"    check: {check}", "    servers:"]
+        for server in range(args.servers // args.backends):
+            port = ports[(backend * 1000 + server) % len(ports)]
+            lines.append(f"      - {{name: s{server}, address: {HOST}, port: {port}}}")
+    return "\n".join(lines) + "\n"
+
+
+def haproxy_config(kind: str, args: argparse.Namespace, ports: Sequence[int]) -> str:
+    lines = [
+        "global",
+        "    nbthread 1",
+        "defaults",
+        f"    mode {'http' if kind == 'http' else 'tcp'}",
+        "    timeout connect 1s",
+        "    timeout client 5s",
+        "    timeout server 5s",
+        "    timeout check 1s",
+    ]
+    for backend in range(args.backends):
+        lines += [f"backend b{backend}", f"    default-server check inter {args.interval:g}s"]
+        if kind == "http":
+            lines.append("    option httpchk GET /health")
+        for server in range(args.servers // args.backends):
+            port = ports[(backend * 1000 + server) % len(ports)]
+            lines.append(f"    server s{server} {HOST}:{port}")
+    return "\n".join(lines) + "\n"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        return int(sock.getsockname()[1])
+
+
+async def measure_daemon(
+    daemon: str, kind: str, args: argparse.Namespace, ports: Sequence[int], child: int
+) -> Row:
+    """CPU of a real `bascule run` or HAProxy checking `args.servers` servers."""
+    import tempfile
+
+    with tempfile.NamedTemporaryFile("w", suffix=".cfg") as config:
+        maker = bascule_config if daemon == "bascule" else haproxy_config
+        config.write(maker(kind, args, ports))
+        config.flush()
+        argv = (
+            [sys.executable, "-m", "bascule", "run", "-c", config.name]
+            if daemon == "bascule"
+            else ["haproxy", "-db", "-f", config.name]
+        )
+        process = subprocess.Popen(argv, stdin=subprocess.DEVNULL)
+        try:
+            await asyncio.sleep(args.warmup + 2)  # start-up, then the first spread round
+            if process.poll() is not None:
+                raise SystemExit(f"{daemon} exited with {process.returncode} at start")
+            start, endpoints_start = process_cpu_seconds(process.pid), process_cpu_seconds(child)
+            wall_start = time.monotonic()
+            await asyncio.sleep(args.seconds)
+            used = process_cpu_seconds(process.pid) - start
+            endpoints = process_cpu_seconds(child) - endpoints_start
+            wall = time.monotonic() - wall_start
+        finally:
+            process.terminate()
+            process.wait()
+    return Row(
+        kind=f"{kind}: {'bascule run' if daemon == 'bascule' else 'haproxy'}",
+        servers=args.servers,
+        checks_per_second=args.servers / args.interval,  # configured, not counted
+        user_percent=100 * used / wall,  # /proc gives user+system together here
+        system_percent=0.0,
+        endpoints_percent=100 * endpoints / wall,
+        p50_ms=0.0,
+        p99_ms=0.0,
+        failed=0,
+        first_failure="",
+    )
 
 
 async def run(args: argparse.Namespace) -> None:
     child, ports = start_endpoints(args.ports)
     try:
         rows = [await measure(kind, args, ports, child.pid) for kind in args.types.split(",")]
+        if args.daemons:
+            for kind in (k for k in args.types.split(",") if k != "none"):
+                for daemon in ("bascule", "haproxy"):
+                    rows.append(await measure_daemon(daemon, kind, args, ports, child.pid))
         floor_us = kernel_floor(ports[0])
     finally:
         child.terminate()
@@ -362,6 +465,9 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         type=float,
         default=0.01,
         help="scheduler tick in seconds; 0 = one asyncio.sleep per server and check",
+    )
+    parser.add_argument(
+        "--daemons", action="store_true", help="also measure bascule run and haproxy whole"
     )
     parser.add_argument("--serve", type=int, help=argparse.SUPPRESS)  # endpoints child
     return parser.parse_args(argv)

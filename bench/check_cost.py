@@ -374,6 +374,9 @@ def haproxy_config(kind: str, args: argparse.Namespace, ports: Sequence[int]) ->
         "    timeout client 5s",
         "    timeout server 5s",
         "    timeout check 1s",
+        "frontend f",  # HAProxy refuses to run without a listener
+        f"    bind {HOST}:{free_port()}",
+        "    default_backend b0",
     ]
     for backend in range(args.backends):
         lines += [f"backend b{backend}", f"    default-server check inter {args.interval:g}s"]

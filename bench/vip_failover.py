@@ -21,8 +21,11 @@ backup's first advert as MASTER, and that advert -> the first reply through the 
 (the backup adding the VIP and sending gratuitous ARP, the client updating its ARP
 entry). Medians of each part are printed under the table, with, for SIGKILL, the
 master's last advert -> the backup's first: the Master_Down_Interval as the wire shows
-it. A SIGKILL falls anywhere in the 100 ms advert cycle, so the failover times carry
-that phase (the median of 20 moves by several ms from run to run); this part does not.
+it. The signal is sent 10 ms after one of the master's adverts (kernel timestamp), the
+same point of the advert cycle for both daemons: a kill at a random point would add up
+to 100 ms of phase to each sample, and a median of 20 would move by several ms from run
+to run for that reason alone. So a SIGKILL failover here is ~351 ms of
+Master_Down_Interval after that advert, minus the 10 ms, plus the takeover itself.
 
 Each repeat: old master running and answering, stop it, time the backup's first reply,
 then ~1 s later read `ip addr` on both nodes: the VIP on a second live node (or left on
@@ -61,6 +64,8 @@ VIP_CIDR = f"{VIP}/24"
 ECHO_PORT = 7
 VRRP_PROTOCOL = 112
 VRRP_GROUP = "224.0.0.18"
+KILL_PHASE = 0.010  # the stop comes this long after one of the master's adverts
+ADVERT_WAIT = 1.0  # seconds to wait for that advert
 SO_TIMESTAMPNS = 35  # Linux (also SCM_TIMESTAMPNS); the socket module does not name it
 NODE1, NODE2 = "198.18.0.1", "198.18.0.2"
 PROBE_EVERY = 0.002  # seconds between two client probes: the resolution of the measure
@@ -252,6 +257,19 @@ class Prober:
                 if len(packet) > header_length + 2:
                     self.adverts.append((at, source, packet[header_length + 2]))
 
+    def next_advert_from(self, source: str, timeout: float) -> float | None:
+        """Wait for the next advert from `source`; when it arrived, or None."""
+        seen = len(self.adverts)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.read_adverts()
+            for at, sender, _ in self.adverts[seen:]:
+                if sender == source:
+                    return at
+            seen = len(self.adverts)
+            time.sleep(0.0002)
+        return None
+
     def last_advert_before(self, source: str, moment: float) -> float | None:
         """When the last advert from `source` before `moment` arrived."""
         times = [at for at, sender, _ in self.adverts if sender == source and at < moment]
@@ -356,6 +374,9 @@ def measure_one(
     time.sleep(0.3)  # a few adverts in steady state
     prober.read_adverts()
     prober.adverts = prober.adverts[-50:]
+    advert = prober.next_advert_from(NODE1, ADVERT_WAIT)
+    if advert is not None:  # the same point of the advert cycle for every daemon
+        time.sleep(max(0.0, advert + KILL_PHASE - time.monotonic()))
     stopped_at = time.monotonic()
     master.stop(signum)
     took = prober.first_reply_from("n2", stopped_at, GIVE_UP)

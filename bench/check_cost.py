@@ -58,6 +58,7 @@ from typing import cast
 
 import uvloop
 
+from bascule.demo.run import free_port
 from bascule.health.probes import CheckSpec, HttpCheckSpec, TcpCheckSpec, run_check
 from bascule.health.results import CheckResult
 
@@ -386,12 +387,6 @@ def haproxy_config(kind: str, args: argparse.Namespace, ports: Sequence[int]) ->
             port = ports[(backend * 1000 + server) % len(ports)]
             lines.append(f"    server s{server} {HOST}:{port}")
     return "\n".join(lines) + "\n"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
 
 
 async def measure_daemon(

@@ -51,11 +51,12 @@ import sys
 import tempfile
 import textwrap
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bascule.netns import Host, Topology, topology
+from bascule.netns import Host, Topology, topology, wait_for
+from bascule.testbed import vrrp_node_config
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -99,25 +100,7 @@ def log(message: str) -> None:
 
 
 def bascule_config(priority: int) -> str:
-    return textwrap.dedent(
-        f"""
-        global: {{log_level: info, grace: 0s}}
-        frontends:
-          - {{name: web, bind: "127.0.0.1:8080", default_backend: app}}
-        backends:
-          - name: app
-            servers: [{{name: s1, address: 127.0.0.1, port: 9}}]
-        vrrp:
-          instances:
-            - name: VI_1
-              interface: eth0
-              virtual_router_id: 51
-              priority: {priority}
-              version: 3
-              advert_interval: 100ms
-              virtual_ipaddresses: ["{VIP_CIDR}"]
-        """
-    )
+    return vrrp_node_config(priority, VIP_CIDR)
 
 
 def keepalived_config(priority: int) -> str:
@@ -211,15 +194,6 @@ class Daemon:
 
 def holds_vip(host: Host) -> bool:
     return VIP_CIDR in host.addresses()
-
-
-def wait_for(check: Callable[[], bool], timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.01)
-    return True
 
 
 # -- the client's probe ------------------------------------------------------------------------
@@ -359,7 +333,10 @@ def run_cluster(
 
 def ready_master(master: Daemon, backup: Daemon, prober: Prober) -> None:
     """Wait until `master` alone holds the VIP and answers the client."""
-    alone = wait_for(lambda: holds_vip(master.host) and not holds_vip(backup.host), START_LIMIT)
+    alone = (
+        wait_for(lambda: holds_vip(master.host) and not holds_vip(backup.host), START_LIMIT)
+        is not None
+    )
     answered = alone and prober.first_reply_from("n1", time.monotonic(), 5.0) is not None
     if not answered:
         raise RuntimeError(
@@ -394,7 +371,7 @@ def measure_one(
     if holds_vip(master.host):
         master.host.ip("addr", "del", VIP_CIDR, "dev", "eth0")  # as a reboot would
     master.start()
-    if wait_for(lambda: holds_vip(master.host), START_LIMIT):
+    if wait_for(lambda: holds_vip(master.host), START_LIMIT) is not None:
         time.sleep(SETTLE)
         if holds_vip(backup.host):
             series.two_masters += 1

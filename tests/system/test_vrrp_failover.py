@@ -11,12 +11,12 @@ import os
 import signal
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
 
 from bascule.netns import Host, Topology, wait_for
+from bascule.testbed import BasculeNode, vrrp_node_config
 
 VIP = "198.18.0.10"
 VIP_CIDR = f"{VIP}/24"
@@ -33,66 +33,25 @@ STARTUP_LIMIT = 15.0  # a fresh Python process imports pyroute2, pydantic, uvloo
 def node_config(
     priority: int, *, server_port: int = 9, checked: bool = False, track: str = ""
 ) -> str:
+    servers = f"servers: [{{name: s1, address: 127.0.0.1, port: {server_port}}}]"
     check = "check: {type: tcp, interval: 100ms, rise: 1, fall: 1}" if checked else ""
-    return textwrap.dedent(
-        f"""
-        global: {{log_level: info, grace: 0s}}
-        frontends:
-          - {{name: web, bind: "127.0.0.1:8080", default_backend: app}}
-        backends:
-          - name: app
-            servers: [{{name: s1, address: 127.0.0.1, port: {server_port}}}]
-            {check}
-        vrrp:
-          instances:
-            - name: VI_1
-              interface: eth0
-              virtual_router_id: 51
-              priority: {priority}
-              version: 3
-              advert_interval: 100ms
-              virtual_ipaddresses: ["{VIP_CIDR}"]
-              track: [{track}]
-        """
+    return vrrp_node_config(
+        priority, VIP_CIDR, backend=f"{servers}\n{check}", instance=f"track: [{track}]"
     )
 
 
-class Node:
+class Node(BasculeNode):
     """One `bascule run` in a host namespace, restartable, logging to a file."""
 
     def __init__(self, host: Host, priority: int, tmp_path: Path) -> None:
-        self.host = host
-        self.config = tmp_path / f"{host.port}.yaml"
-        self.reconfigure(node_config(priority))
-        self.log = tmp_path / f"{host.port}.log"
-        self.process: subprocess.Popen[bytes] | None = None
+        super().__init__(host, tmp_path, node_config(priority))
 
     def reconfigure(self, text: str) -> None:
         """Write the config the next `start` reads."""
-        self.config.write_text(text)
-
-    def start(self) -> None:
-        argv = [sys.executable, "-m", "bascule", "run", "-c", str(self.config)]
-        env = {**os.environ, "PYTHONPATH": SRC}
-        with self.log.open("ab") as log:
-            self.process = self.host.popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env)
-
-    def signal(self, signum: int) -> None:
-        assert self.process is not None
-        self.process.send_signal(signum)
-
-    def wait(self) -> int:
-        assert self.process is not None
-        return self.process.wait(timeout=10)
+        self.configure(text)
 
     def holds_vip(self) -> bool:
-        return VIP_CIDR in self.host.addresses()
-
-    def logged(self, text: str) -> bool:
-        return text in self.log.read_text(errors="replace")
-
-    def describe(self) -> str:
-        return f"{self.host.port} log:\n{self.log.read_text(errors='replace')[-3000:]}"
+        return self.holds(VIP_CIDR)
 
 
 def client_mac_for_vip(client: Host) -> str | None:

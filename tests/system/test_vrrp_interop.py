@@ -24,13 +24,13 @@ from pathlib import Path
 import pytest
 
 from bascule.netns import Host, Topology, wait_for
+from bascule.testbed import BasculeNode, vrrp_node_config
 from bascule.vrrp.packet import VRRP_MULTICAST_V4, Advert, encode
 
 KEEPALIVED = "/usr/sbin/keepalived"
 VRID = 51
 VIP = "198.18.0.10"
 VIP_CIDR = f"{VIP}/24"
-SRC = str(Path(__file__).resolve().parents[2] / "src")
 STARTUP_LIMIT = 15.0  # a fresh Python process imports pyroute2, pydantic, uvloop
 INTERVAL = {3: 0.1, 2: 1.0}  # advert interval per version: keepalived's fastest for each
 POLL_SLACK = 0.5  # polling through `ip`, a loaded CI machine
@@ -62,53 +62,28 @@ def resolve_vip_from(client: Host) -> None:
 
 
 def bascule_config(version: int, priority: int, allowed_sources: tuple[str, ...] = ()) -> str:
-    interval = "100ms" if version == 3 else "1s"
     allowed = ", ".join(f'"{source}"' for source in allowed_sources)
     # log_level debug: the daemon logs every dropped advert with its reason.
-    return textwrap.dedent(
-        f"""
-        global: {{log_level: debug, grace: 0s}}
-        frontends:
-          - {{name: web, bind: "127.0.0.1:8080", default_backend: app}}
-        backends:
-          - name: app
-            servers: [{{name: s1, address: 127.0.0.1, port: 9}}]
-        vrrp:
-          instances:
-            - name: VI_1
-              interface: eth0
-              virtual_router_id: {VRID}
-              priority: {priority}
-              version: {version}
-              advert_interval: {interval}
-              virtual_ipaddresses: ["{VIP_CIDR}"]
-              allowed_sources: [{allowed}]
-        """
+    return vrrp_node_config(
+        priority,
+        VIP_CIDR,
+        version=version,
+        advert_interval="100ms" if version == 3 else "1s",
+        virtual_router_id=VRID,
+        log_level="debug",
+        instance=f"allowed_sources: [{allowed}]",
     )
 
 
-class Bascule:
-    """One `bascule run` in a host namespace, logging to a file."""
+class Bascule(BasculeNode):
+    """One `bascule run` in a host namespace, started at once, logging to a file."""
 
     def __init__(self, host: Host, config: str, tmp_path: Path) -> None:
-        self.host = host
-        self.config = tmp_path / f"{host.port}.yaml"
-        self.config.write_text(config)
-        self.log = tmp_path / f"{host.port}.log"
-        argv = [sys.executable, "-m", "bascule", "run", "-c", str(self.config)]
-        env = {**os.environ, "PYTHONPATH": SRC}
-        with self.log.open("ab") as log:
-            self.process = host.popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env)
-
-    def logged(self, text: str, since: int = 0) -> bool:
-        """Whether the log holds `text`, counting from character `since` on."""
-        return text in self.log.read_text(errors="replace")[since:]
-
-    def log_size(self) -> int:
-        return len(self.log.read_text(errors="replace"))
+        super().__init__(host, tmp_path, config)
+        self.start()
 
     def describe(self) -> str:
-        return f"bascule in {self.host.port}:\n{self.log.read_text(errors='replace')[-3000:]}"
+        return f"bascule in {super().describe()}"
 
 
 # -- keepalived -------------------------------------------------------------------------------
@@ -269,14 +244,14 @@ def test_keepalived_backup_obeys_bascule_and_takes_over_on_its_graceful_stop(
         assert not keepalived.logged("Entering MASTER STATE"), keepalived.log
         assert holds_vip(bsc_host), bascule.describe()
 
-        bascule.process.send_signal(signal.SIGTERM)
+        bascule.signal(signal.SIGTERM)
         # Priority 0: keepalived waits only its skew time, not a whole Master_Down_Interval.
         skew = (256 - 100) / 256 * (INTERVAL[version] if version == 3 else 1.0)
         took_over = wait_for(lambda: holds_vip(ka_host), skew + POLL_SLACK + 1)
         assert took_over is not None, keepalived.log
         assert took_over < skew + POLL_SLACK + 0.5, f"took {took_over:.3f} s\n{keepalived.log}"
         assert keepalived.logged("Backup received priority 0 advertisement"), keepalived.log
-        assert bascule.process.wait(timeout=10) == 0, bascule.describe()
+        assert bascule.wait() == 0, bascule.describe()
         assert not holds_vip(bsc_host), "a gracefully stopped master left its VIP behind"
 
 

@@ -11,11 +11,6 @@ namespaces and go with them at teardown.
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
-import textwrap
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -23,84 +18,35 @@ from pathlib import Path
 import pytest
 
 from bascule.netns import Host, Topology, wait_for
+from bascule.testbed import BasculeNode, vrrp_node_config
 
 VIP = "198.18.0.10"
 VIP_CIDR = f"{VIP}/24"
 NODE1 = "198.18.0.1"
 NODE2 = "198.18.0.2"
-SRC = str(Path(__file__).resolve().parents[2] / "src")
 STARTUP_LIMIT = 15.0  # a fresh Python process imports pyroute2, pydantic, uvloop
 # Master_Down_Interval at priority 100 is 0.361 s; leave room for polling and a busy CI.
 TAKEOVER_LIMIT = 1.0
 PREEMPT_DELAY = 1.0
 
 
-def node_config(priority: int, extra: str = "") -> str:
-    """A node's YAML; `extra` holds more instance keys, one per line."""
-    lines = "\n".join(f"      {line}" for line in extra.splitlines())
-    return textwrap.dedent(
-        f"""
-        global: {{log_level: info, grace: 0s}}
-        frontends:
-          - {{name: web, bind: "127.0.0.1:8080", default_backend: app}}
-        backends:
-          - name: app
-            servers: [{{name: s1, address: 127.0.0.1, port: 9}}]
-        vrrp:
-          instances:
-            - name: VI_1
-              interface: eth0
-              virtual_router_id: 51
-              priority: {priority}
-              version: 3
-              advert_interval: 100ms
-              virtual_ipaddresses: ["{VIP_CIDR}"]
-        """
-    ) + (lines + "\n" if lines else "")
-
-
-class Node:
-    """One `bascule run` in a host namespace, logging to a file."""
+class Node(BasculeNode):
+    """A node of these scenarios: its priority is fixed, its instance keys change."""
 
     def __init__(self, host: Host, priority: int, tmp_path: Path) -> None:
-        self.host = host
+        super().__init__(host, tmp_path)
         self.priority = priority
-        self.config = tmp_path / f"{host.port}.yaml"
-        self.log = tmp_path / f"{host.port}.log"
-        self.process: subprocess.Popen[bytes] | None = None
-        self.configure()
+        self.configure_instance()
 
-    def configure(self, extra: str = "") -> None:
-        self.config.write_text(node_config(self.priority, extra))
-
-    def start(self) -> None:
-        argv = [sys.executable, "-m", "bascule", "run", "-c", str(self.config)]
-        env = {**os.environ, "PYTHONPATH": SRC}
-        with self.log.open("ab") as log:
-            self.process = self.host.popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env)
-
-    def kill(self) -> None:
-        assert self.process is not None
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait(timeout=10)
+    def configure_instance(self, extra: str = "") -> None:
+        """`extra`: more instance keys, one per line."""
+        self.configure(vrrp_node_config(self.priority, VIP_CIDR, instance=extra))
 
     def holds_vip(self) -> bool:
-        return VIP_CIDR in self.host.addresses()
-
-    def log_text(self, since: int = 0) -> str:
-        return self.log.read_text(errors="replace")[since:]
-
-    def log_size(self) -> int:
-        return len(self.log_text())
-
-    def logged(self, text: str, since: int = 0) -> bool:
-        return text in self.log_text(since)
+        return self.holds(VIP_CIDR)
 
     def iptables(self, *args: str) -> None:
         self.host.run(["iptables", "-w", *args])
-
-    def describe(self) -> str:
-        return f"{self.host.port} log:\n{self.log_text()[-3000:]}"
 
 
 @pytest.fixture
@@ -135,7 +81,7 @@ def test_preempt_delay_holds_off_the_higher_priority_node_for_the_delay(
     nodes: tuple[Node, Node],
 ) -> None:
     node1, node2 = nodes
-    node1.configure(f"preempt_delay: {PREEMPT_DELAY:g}s")
+    node1.configure_instance(f"preempt_delay: {PREEMPT_DELAY:g}s")
     node2.start()
     assert wait_for(node2.holds_vip, STARTUP_LIMIT) is not None, node2.describe()
 
@@ -175,7 +121,7 @@ def test_failing_track_script_demotes_the_master_and_its_recovery_lets_it_back(
     healthy = tmp_path / "app-healthy"
     healthy.touch()
     # 150 - 60 = 90 < 100: node2 preempts while the script fails.
-    node1.configure(
+    node1.configure_instance(
         f"track:\n  - {{script: /usr/bin/test, args: ['-e', '{healthy}'],"
         " interval: 200ms, fall: 2, rise: 2, weight: -60}"
     )
@@ -200,7 +146,7 @@ def test_unicast_peers_elect_where_multicast_is_dropped(nodes: tuple[Node, Node]
     for node, me, peer in ((node1, NODE1, NODE2), (node2, NODE2, NODE1)):
         for chain in ("INPUT", "OUTPUT"):
             node.iptables("-A", chain, "-d", "224.0.0.18", "-j", "DROP")
-        node.configure(f"unicast_source: {me}\nunicast_peers: [{peer}]")
+        node.configure_instance(f"unicast_source: {me}\nunicast_peers: [{peer}]")
     start_and_elect(node1, node2)
     elected_at = node2.log_size()
     # Still elected after several Master_Down_Intervals: node2 hears node1's adverts.

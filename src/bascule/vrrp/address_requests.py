@@ -164,12 +164,6 @@ class AddressRequests:
         self._waiting[seq] = answer
         return answer
 
-    async def change(
-        self, kind: int, index: int, vip: IPInterface, *, label: str | None, proto: int | None
-    ) -> int:
-        """Send one add or delete and return the kernel's answer: 0 or an errno."""
-        return await self.submit(kind, index, vip, label=label, proto=proto)
-
     def _read_answers(self) -> None:
         while True:
             try:

@@ -59,7 +59,7 @@ from bascule.vrrp.machine import (
     VrrpMachine,
     effective_priority,
 )
-from bascule.vrrp.netlink import LinkState, Netlink
+from bascule.vrrp.netlink import LinkState, Netlink, conflict_error, same_ip_other_prefix
 from bascule.vrrp.packet import Advert, Drop, IPv4Packet, ReceiveRules, V3Checksum, decode
 from bascule.vrrp.socket import SocketStats, VrrpSocket, require_capabilities
 from bascule.vrrp.track_scripts import TrackScript, script_key
@@ -485,20 +485,21 @@ class VrrpInstanceRunner:
         netlink = self._netlink
         if netlink is None or self._busy or not self._queue.empty():
             return False
-        ifname, vips = self.instance.interface, self.instance.virtual_ipaddresses
-        answers = [netlink.add_vip_now(ifname, vip) for vip in vips]
-        if any(answer is None for answer in answers):
-            return False  # index unknown: cannot happen after start(), but stay correct
-        self._spawn(self._finish_adding(list(zip(vips, answers, strict=True)), action.reason))
+        pending = []
+        for vip in self.instance.virtual_ipaddresses:
+            answer = netlink.add_vip_now(self.instance.interface, vip)
+            if answer is None:
+                return False  # index unknown (interface recreated): the queue looks it up
+            pending.append((vip, answer))
+        self._spawn(self._finish_adding(pending, action.reason))
         return True
 
     async def _finish_adding(
-        self, answers: list[tuple[IPInterface, asyncio.Future[int] | None]], reason: str
+        self, answers: list[tuple[IPInterface, asyncio.Future[int]]], reason: str
     ) -> None:
         assert self._netlink is not None
         added = []
         for vip, answer in answers:
-            assert answer is not None
             try:
                 if await self._netlink.vip_added(self.instance.interface, vip, await answer):
                     added.append(vip)
@@ -551,16 +552,13 @@ class VrrpInstanceRunner:
     async def _remove_conflicting_vips(self) -> None:
         assert self._netlink is not None
         ifname = self.instance.interface
+        addresses = await self._netlink.interface_addresses(ifname)  # one dump for all VIPs
+        present = [address.interface for address in addresses]
         for vip in self.instance.virtual_ipaddresses:
-            other = await self._netlink.conflicting_address(ifname, vip)
+            other = same_ip_other_prefix(present, vip)
             if other is not None and await self._netlink.remove_vip(ifname, vip):
-                self._record(
-                    "vrrp.error",
-                    f"removed VIP {vip} from {ifname} again: {other} is there with another"
-                    f" prefix length. Fix the prefix in virtual_ipaddresses, or remove the"
-                    f" other address (ip addr del {other} dev {ifname})",
-                    logging.ERROR,
-                )
+                problem = conflict_error("add", ifname, vip, other)
+                self._record("vrrp.error", f"removed VIP {vip} again: {problem}", logging.ERROR)
 
     async def _remove_vips(self, reason: str) -> None:
         assert self._netlink is not None

@@ -270,7 +270,7 @@ class Netlink:
         added = await self.vip_added(ifname, vip, answer)
         if added and check_conflict and (other := await self.conflicting_address(ifname, vip)):
             await self.remove_vip(ifname, vip)
-            raise _conflict("add", ifname, vip, other)
+            raise conflict_error("add", ifname, vip, other)
         return added
 
     def add_vip_now(self, ifname: str, vip: IPInterface) -> asyncio.Future[int] | None:
@@ -296,10 +296,10 @@ class Netlink:
         if answer != errno.EEXIST:
             raise _translate(f"add {vip}", ifname, OSError(answer, os.strerror(answer)))
         present = [a.interface for a in await self.interface_addresses(ifname)]
-        other = next((p for p in present if p.ip == vip.ip), None)
+        other = same_ip_other_prefix(present, vip)
         if vip in present or other is None:
             return False
-        raise _conflict("add", ifname, vip, other)
+        raise conflict_error("add", ifname, vip, other)
 
     async def remove_vip(self, ifname: str, vip: IPInterface) -> bool:
         """Take `vip` off `ifname`, whoever added it. False if it was not there.
@@ -316,15 +316,13 @@ class Netlink:
             raise _translate(f"remove {vip}", ifname, OSError(answer, os.strerror(answer)))
         other = await self.conflicting_address(ifname, vip)
         if other is not None:
-            raise _conflict("remove", ifname, vip, other)
+            raise conflict_error("remove", ifname, vip, other)
         return False
 
     async def conflicting_address(self, ifname: str, vip: IPInterface) -> IPInterface | None:
         """The address on `ifname` with `vip`'s IP but another prefix length, if any."""
-        for address in await self.interface_addresses(ifname):
-            if address.interface.ip == vip.ip and address.interface != vip:
-                return address.interface
-        return None
+        present = [address.interface for address in await self.interface_addresses(ifname)]
+        return same_ip_other_prefix(present, vip)
 
     async def interface_index(self, ifname: str) -> int:
         """The index of `ifname`, cached; link events keep the cache true."""
@@ -344,11 +342,11 @@ class Netlink:
     async def _change_address(self, kind: int, ifname: str, vip: IPInterface) -> int:
         label = vrrp_label(ifname) if kind == RTM_NEWADDR else None
         index = await self.interface_index(ifname)
-        answer = await self._requests.change(kind, index, vip, label=label, proto=ADDRESS_PROTO)
+        answer = await self._requests.submit(kind, index, vip, label=label, proto=ADDRESS_PROTO)
         if answer == errno.ENODEV:  # recreated under the same name: look it up again
             self._indexes.pop(ifname, None)
             index = await self.interface_index(ifname)
-            answer = await self._requests.change(kind, index, vip, label=label, proto=ADDRESS_PROTO)
+            answer = await self._requests.submit(kind, index, vip, label=label, proto=ADDRESS_PROTO)
         return answer
 
     async def has_vip(self, ifname: str, vip: IPInterface) -> bool:
@@ -509,7 +507,14 @@ class Netlink:
         }
 
 
-def _conflict(action: str, ifname: str, vip: IPInterface, present: IPInterface) -> VipConflictError:
+def same_ip_other_prefix(present: Iterable[IPInterface], vip: IPInterface) -> IPInterface | None:
+    """The address among `present` with `vip`'s IP but another prefix length, if any."""
+    return next((p for p in present if p.ip == vip.ip and p != vip), None)
+
+
+def conflict_error(
+    action: str, ifname: str, vip: IPInterface, present: IPInterface
+) -> VipConflictError:
     return VipConflictError(
         f"cannot {action} VIP {vip} on {ifname}: {vip.ip} is there as {present}, with another"
         f" prefix length. Fix the prefix in virtual_ipaddresses, or remove the other address"

@@ -40,10 +40,6 @@ class TrackScript:
         self._counter = HealthCounter(entry.rise, entry.fall, "up")
         self._task: asyncio.Task[None] | None = None
 
-    @property
-    def failing(self) -> bool:
-        return not self._counter.is_up
-
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run())
 

@@ -6,12 +6,14 @@ import asyncio
 import logging
 import signal
 import socket
+from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from bascule.config import Config
 from bascule.control.journal import Journal
 from bascule.control.plane import BackendController
 from bascule.errors import StartupError
+from bascule.health.runner import SharedChecks
 from bascule.proxy.listener import FrontendRuntime
 from bascule.proxy.pool import UpstreamPool
 
@@ -33,12 +35,14 @@ class App:
         self._stop_requested: asyncio.Event | None = None
         self._sweeper: asyncio.TimerHandle | None = None
         self.vrrp: list[VrrpInstanceRunner] = []
+        self._shared_checks: SharedChecks | None = None
 
     async def start(self) -> None:
         """Resolve servers, build the planes, open every listener, then join the VRRP
         instances (all or none)."""
         loop = asyncio.get_running_loop()
         self._stop_requested = asyncio.Event()
+        self._shared_checks = SharedChecks(loop, _check_intervals(self.config))
         if self.config.vrrp.instances:
             # Before anything opens: a missing capability or interface must not leave
             # listeners half-started.
@@ -51,7 +55,7 @@ class App:
                 for s in backend.servers
             }
             self.controllers[backend.name] = BackendController(
-                backend, addresses, self.journal, loop
+                backend, addresses, self.journal, loop, shared_checks=self._shared_checks
             )
         runtimes = {name: c.runtime for name, c in self.controllers.items()}
         self.frontends = [
@@ -67,8 +71,7 @@ class App:
             await self._stop_vrrp()
             for frontend in self.frontends:
                 frontend.stop_accepting()
-            for controller in self.controllers.values():
-                controller.stop()  # their checks would otherwise keep running
+            self._stop_checks()  # they would otherwise keep running
             raise
         self._sweeper = loop.call_later(self.pool.idle_timeout / 2, self._sweep_pool)
         self.journal.record(
@@ -129,9 +132,23 @@ class App:
         if self._sweeper is not None:
             self._sweeper.cancel()
         self.pool.close_all()
+        self._stop_checks()
+        self.journal.record("daemon.stopped", "bascule", "stopped")
+
+    def _stop_checks(self) -> None:
         for controller in self.controllers.values():
             controller.stop()
-        self.journal.record("daemon.stopped", "bascule", "stopped")
+        if self._shared_checks is not None:
+            self._shared_checks.close()
+            self._shared_checks = None
+
+
+def _check_intervals(config: Config) -> Iterator[float]:
+    for backend in config.backends:
+        for server in backend.servers:
+            check = server.check
+            if check.type != "none":
+                yield from (check.interval, check.fast_interval, check.down_interval)
 
 
 async def _resolve(loop: asyncio.AbstractEventLoop, backend: str, server: str, host: str) -> str:

@@ -90,8 +90,17 @@ async def test_tcp_check_passes_when_the_port_accepts() -> None:
     result = await run_check(TcpCheckSpec(HOST, server.port, 1.0))
     assert result.ok, result.reason
     assert 0 < result.duration < 1.0
+
+
+async def test_tcp_check_never_reaches_the_server_application() -> None:
+    # Like HAProxy's pure TCP check: the SYN-ACK proves the port open and our reset
+    # goes out before the handshake's last ACK, so the server's kernel drops the
+    # connection before accept(): the application is not woken and logs nothing.
+    server = await TcpServer(silent).start()
+    for _ in range(5):
+        assert (await run_check(TcpCheckSpec(HOST, server.port, 1.0))).ok
     await asyncio.sleep(0.05)
-    assert server.connection_count == 1
+    assert server.connection_count == 0
 
 
 async def test_tcp_check_fails_with_connect_refused() -> None:

@@ -18,7 +18,7 @@ from bascule.config import BackendConfig, CheckConfig
 from bascule.control.journal import Journal
 from bascule.health.outlier import BackendOutlier, OutlierPolicy
 from bascule.health.results import CheckResult
-from bascule.health.runner import CheckPlan, HealthRunner, build_spec
+from bascule.health.runner import CheckPlan, HealthRunner, SharedChecks, build_spec
 from bascule.health.server_state import HealthEvent, RiseFall, ServerStateMachine
 from bascule.health.state import CheckTiming
 from bascule.model import BackendSnapshot, ServerState, ServerView
@@ -52,6 +52,7 @@ class BackendController:
         journal: Journal,
         loop: asyncio.AbstractEventLoop,
         rng: random.Random | None = None,
+        shared_checks: SharedChecks | None = None,
     ) -> None:
         self.config = config
         self.journal = journal
@@ -82,7 +83,7 @@ class BackendController:
         now = loop.time()
         self.runtime = BackendRuntime(config, self._snapshot(now), self, rng)
         self.runner = HealthRunner(
-            loop, _check_plans(config, views), self.machines, self.check_result, rng
+            loop, _check_plans(config, views), self.machines, self.check_result, rng, shared_checks
         )
         self._tick_handle: asyncio.TimerHandle | None = None
         self._stopped = False

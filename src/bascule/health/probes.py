@@ -20,20 +20,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import errno
 import ipaddress
 import os
 import re
 import signal
 import socket
-import struct
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import ClassVar, Literal, assert_never, cast
 
 import httptools
 
+from bascule.health.connector import LINGER_ZERO, TIMED_OUT, Connector
 from bascule.health.results import AgentState, CheckResult
 from bascule.proxy.connect import describe_os_error
 
@@ -53,10 +52,6 @@ EXCERPT_CHARS = 60
 
 HttpMethod = Literal["GET", "HEAD", "OPTIONS"]
 _HTTP_METHODS = ("GET", "HEAD", "OPTIONS")
-# Close check connections with a reset, like HAProxy does for its checks: a checker
-# that closes first would otherwise keep a TIME_WAIT socket per check (60,000 a
-# minute at 1,000 checks/s), and the server has nothing left to tell us anyway.
-_LINGER_ZERO = struct.pack("ii", 1, 0)
 _UNSAFE_IN_REQUEST = re.compile(r"[^\x21-\x7e]")  # anything but visible ASCII
 
 
@@ -107,9 +102,11 @@ class HttpCheckSpec:
     # users wrote them (for reasons).
     request: bytes = field(init=False, repr=False, compare=False)
     expected_status_text: str = field(init=False, repr=False, compare=False)
+    family: int = field(init=False, repr=False, compare=False)  # as in TcpCheckSpec
 
     def __post_init__(self) -> None:
         _check_target(self.type, self.host, self.port, self.timeout)
+        object.__setattr__(self, "family", _address_family(self.host))
         self._check_request_fields()
         self._check_expectations()
         host_header = self.host_header or _default_host_header(self.host, self.port)
@@ -214,9 +211,11 @@ class AgentCheckSpec:
     timeout: float
     send: str = ""
     send_bytes: bytes = field(init=False, repr=False, compare=False)
+    family: int = field(init=False, repr=False, compare=False)  # as in TcpCheckSpec
 
     def __post_init__(self) -> None:
         _check_target(self.type, self.host, self.port, self.timeout)
+        object.__setattr__(self, "family", _address_family(self.host))
         object.__setattr__(self, "send_bytes", self.send.encode("utf-8"))
 
 
@@ -269,6 +268,29 @@ async def run_check(spec: CheckSpec) -> CheckResult:
     assert_never(spec)
 
 
+def start_check(
+    connector: Connector, spec: CheckSpec, on_result: Callable[[CheckResult], None]
+) -> bool:
+    """Start the check on `connector` without a task, if it can run there: a TCP,
+    HTTP or agent check of an address literal. False (and nothing started) for a
+    host name to resolve or a command: run those with `run_check` in a task."""
+    if not isinstance(spec, TcpCheckSpec | HttpCheckSpec | AgentCheckSpec) or not spec.family:
+        return False
+    if isinstance(spec, TcpCheckSpec):
+        start_tcp_check(connector, spec, on_result)
+    elif isinstance(spec, HttpCheckSpec):
+        http_probe = _http_probe(spec)
+        _converse_on(
+            connector, spec, http_probe, lambda *v: on_result(_http_result(http_probe, *v))
+        )
+    else:
+        agent_probe = _agent_probe(spec)
+        _converse_on(
+            connector, spec, agent_probe, lambda *v: on_result(_agent_result(agent_probe, *v))
+        )
+    return True
+
+
 def _timeout_text(timeout: float) -> str:
     return f"{timeout:g}s"
 
@@ -284,78 +306,68 @@ def _connect_failure(exc: OSError, host: str) -> str:
 
 
 def _discard(transport: asyncio.Transport) -> None:
-    """Close a check connection at once, with a reset (see `_LINGER_ZERO`)."""
+    """Close a check connection at once, with a reset (see `connector.LINGER_ZERO`)."""
     if transport.is_closing():
         return
     sock = transport.get_extra_info("socket")
     if sock is not None:
         with contextlib.suppress(OSError):
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_ZERO)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, LINGER_ZERO)
     transport.abort()
 
 
 # -- tcp ----------------------------------------------------------------------------------
 
 _TCP_OK = "tcp check: connected"
-_TIMED_OUT = -1  # in place of an errno: the connect did not finish before the deadline
 
 
 async def tcp_check(spec: TcpCheckSpec) -> CheckResult:
-    """Healthy when a TCP connection to host:port opens within the timeout."""
-    start = time.monotonic()
-    if spec.family:
-        failure = await _connect_and_close(spec)
-    else:
-        failure = await _connect_and_close_by_name(spec)
-    if failure is None:
-        return CheckResult(True, _TCP_OK, time.monotonic() - start)
-    return CheckResult(False, f"tcp check: {failure}", time.monotonic() - start)
+    """Healthy when a TCP connection to host:port opens within the timeout.
 
-
-async def _connect_and_close(spec: TcpCheckSpec) -> str | None:
-    """Connect a bare non-blocking socket and close it with a reset; the failure or None.
-
-    A TCP check needs no transport, and skipping it saves about a fifth of the
-    probe's user CPU: uvloop's transport setup also asks the kernel for the socket's
-    names and the process id, several system calls each time. The timeout is a
-    plain timer callback instead of a task cancellation.
+    The health runner starts its TCP checks with `start_tcp_check` on a shared
+    `Connector` instead; this coroutine is the same check on a connector of its own.
     """
+    start = time.monotonic()
+    if not spec.family:
+        failure = await _connect_and_close_by_name(spec)
+        return _tcp_result(spec, failure, time.monotonic() - start)
     loop = asyncio.get_running_loop()
-    sock = socket.socket(spec.family, socket.SOCK_STREAM | socket.SOCK_NONBLOCK)
+    connector = Connector(loop)
+    outcome: asyncio.Future[int] = loop.create_future()
     try:
-        error = sock.connect_ex((spec.host, spec.port))
-        if error == errno.EINPROGRESS:
-            error = await _connect_finished(loop, sock, loop.time() + spec.timeout)
-        if error == 0:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_ZERO)
-            return None
+        connector.connect(spec.family, (spec.host, spec.port), spec.timeout, outcome.set_result)
+        error = await outcome
     finally:
-        sock.close()
-    if error == _TIMED_OUT:
+        connector.close()
+    return _tcp_result(spec, _connect_error_text(spec, error), time.monotonic() - start)
+
+
+def start_tcp_check(
+    connector: Connector, spec: TcpCheckSpec, on_result: Callable[[CheckResult], None]
+) -> None:
+    """Start a TCP check of an address literal (`spec.family` set) on `connector`;
+    `on_result` gets its verdict later, from the event loop."""
+    start = time.monotonic()
+
+    def done(error: int) -> None:
+        failure = _connect_error_text(spec, error)
+        on_result(_tcp_result(spec, failure, time.monotonic() - start))
+
+    connector.connect(spec.family, (spec.host, spec.port), spec.timeout, done)
+
+
+def _tcp_result(spec: TcpCheckSpec, failure: str | None, duration: float) -> CheckResult:
+    if failure is None:
+        return CheckResult(True, _TCP_OK, duration)
+    return CheckResult(False, f"tcp check: {failure}", duration)
+
+
+def _connect_error_text(spec: TcpCheckSpec, error: int) -> str | None:
+    if error == 0:
+        return None
+    if error == TIMED_OUT:
         return f"connect timeout after {_timeout_text(spec.timeout)}"
     return describe_os_error(OSError(error, os.strerror(error)))
-
-
-async def _connect_finished(
-    loop: asyncio.AbstractEventLoop, sock: socket.socket, deadline: float
-) -> int:
-    """Wait until a connect in progress ends: its errno (0 = connected) or _TIMED_OUT."""
-    outcome: asyncio.Future[int] = loop.create_future()
-    fd = sock.fileno()
-    loop.add_writer(fd, _settle, outcome, 0)
-    timer = loop.call_at(deadline, _settle, outcome, _TIMED_OUT)
-    try:
-        if await outcome == _TIMED_OUT:
-            return _TIMED_OUT
-    finally:
-        loop.remove_writer(fd)
-        timer.cancel()
-    return sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-
-
-def _settle(outcome: asyncio.Future[int], value: int) -> None:
-    if not outcome.done():
-        outcome.set_result(value)
 
 
 async def _connect_and_close_by_name(spec: TcpCheckSpec) -> str | None:
@@ -384,13 +396,21 @@ class _ConnectionProbe(asyncio.Protocol):
     anything still arriving is ignored.
     """
 
-    __slots__ = ("bytes_received", "connect_timed_out", "transport", "verdict")
+    __slots__ = ("bytes_received", "connect_timed_out", "timeout", "transport", "verdict")
 
     def __init__(self, verdict: asyncio.Future[str | None]) -> None:
         self.verdict = verdict
         self.transport: asyncio.Transport | None = None
         self.bytes_received = 0
         self.connect_timed_out = False
+        self.timeout = 0.0  # set by whoever starts the conversation
+
+    def expired(self, connected: bool) -> None:
+        """The deadline passed (a `Connector` conversation)."""
+        if connected:
+            self.decide(self.timeout_reason(self.timeout))
+        else:
+            self.decide(f"connect timeout after {_timeout_text(self.timeout)}")
 
     @property
     def decided(self) -> bool:
@@ -464,6 +484,48 @@ async def _converse(
             _discard(probe.transport)
         probe.release()
     return failure, time.monotonic() - start
+
+
+VerdictSink = Callable[[str | None, float], None]
+
+
+def _converse_on(
+    connector: Connector,
+    spec: HttpCheckSpec | AgentCheckSpec,
+    probe: _ConnectionProbe,
+    on_verdict: VerdictSink,
+) -> None:
+    """Run `probe` on `connector` (the target is an address literal); `on_verdict`
+    gets (failure or None, duration) from the event loop. No task, no transport."""
+    start = time.monotonic()
+
+    def finished(verdict: asyncio.Future[str | None]) -> None:
+        probe.release()
+        on_verdict(verdict.result(), time.monotonic() - start)
+
+    probe.timeout = spec.timeout
+    probe.verdict.add_done_callback(finished)
+    sends_first = isinstance(spec, HttpCheckSpec) or bool(spec.send_bytes)
+    connector.converse(
+        spec.family, (spec.host, spec.port), spec.timeout, probe, sends_first=sends_first
+    )
+
+
+async def _converse_alone(
+    spec: HttpCheckSpec | AgentCheckSpec, probe: _ConnectionProbe
+) -> tuple[str | None, float]:
+    """`_converse_on` a connector of its own, for one check awaited by itself; a name
+    to resolve goes through the loop's `create_connection` instead."""
+    if not spec.family:
+        return await _converse(spec, probe)
+    loop = asyncio.get_running_loop()
+    connector = Connector(loop)
+    outcome: asyncio.Future[tuple[str | None, float]] = loop.create_future()
+    try:
+        _converse_on(connector, spec, probe, lambda *verdict: outcome.set_result(verdict))
+        return await outcome
+    finally:
+        connector.close()
 
 
 def _expire(probe: _ConnectionProbe, task: asyncio.Task[object], timeout: float) -> None:
@@ -636,9 +698,16 @@ def _parser_reason(exc: Exception) -> str:
 
 async def http_check(spec: HttpCheckSpec) -> CheckResult:
     """Healthy when the response status is expected and the body matches (if asked)."""
+    probe = _http_probe(spec)
+    return _http_result(probe, *await _converse_alone(spec, probe))
+
+
+def _http_probe(spec: HttpCheckSpec) -> _HttpProbe:
     verdict: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
-    probe = _HttpBodyProbe(spec, verdict) if spec.reads_body else _HttpProbe(spec, verdict)
-    failure, duration = await _converse(spec, probe)
+    return _HttpBodyProbe(spec, verdict) if spec.reads_body else _HttpProbe(spec, verdict)
+
+
+def _http_result(probe: _HttpProbe, failure: str | None, duration: float) -> CheckResult:
     if failure is None:
         return CheckResult(True, f"http check: status {probe.status}", duration)
     return CheckResult(False, f"http check: {failure}", duration)
@@ -692,9 +761,16 @@ class _AgentProbe(_ConnectionProbe):
 
 async def agent_check(spec: AgentCheckSpec) -> CheckResult:
     """Ask the agent and turn its answer into a result (see `parse_agent_answer`)."""
+    probe = _agent_probe(spec)
+    return _agent_result(probe, *await _converse_alone(spec, probe))
+
+
+def _agent_probe(spec: AgentCheckSpec) -> _AgentProbe:
     verdict: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
-    probe = _AgentProbe(spec.send_bytes, verdict)
-    failure, duration = await _converse(spec, probe)
+    return _AgentProbe(spec.send_bytes, verdict)
+
+
+def _agent_result(probe: _AgentProbe, failure: str | None, duration: float) -> CheckResult:
     if failure is not None:
         return CheckResult(False, f"agent check: {failure}", duration)
     return parse_agent_answer(probe.answer.decode("utf-8", "replace"), duration)

@@ -1,0 +1,177 @@
+"""The health checks' shared TCP connector and tick timers, on real loopback sockets."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import os
+import socket
+from collections.abc import Callable
+
+from bascule.health.connector import MAX_IDLE, TIMED_OUT, Connector
+from bascule.health.ticks import MAX_TICK, MIN_TICK, TickTimers, tick_for
+from check_servers import FullBacklog, closed_port
+
+HOST = "127.0.0.1"
+TIME_WAIT = "06"  # the state column of /proc/net/tcp
+
+
+async def connect_once(connector: Connector, port: int, timeout: float = 1.0) -> int:
+    outcome: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+    connector.connect(socket.AF_INET, (HOST, port), timeout, outcome.set_result)
+    return await outcome
+
+
+def open_descriptors() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def tcp_states_for_port(port: int) -> list[str]:
+    states = []
+    with open("/proc/net/tcp") as table:
+        next(table)
+        for line in table:
+            fields = line.split()
+            local, remote, state = fields[1], fields[2], fields[3]
+            if int(local.split(":")[1], 16) == port or int(remote.split(":")[1], 16) == port:
+                states.append(state)
+    return states
+
+
+def listener() -> socket.socket:
+    sock = socket.socket()
+    sock.bind((HOST, 0))
+    sock.listen(128)
+    return sock
+
+
+async def test_many_checks_leave_no_sockets_and_no_time_wait_behind() -> None:
+    server = listener()
+    port = server.getsockname()[1]
+    connector = Connector(asyncio.get_running_loop())
+    try:
+        before = open_descriptors()
+        results = [await connect_once(connector, port) for _ in range(300)]
+        assert results == [0] * 300
+        # Sockets are reused: 300 checks one after another need one socket, not 300.
+        assert open_descriptors() - before <= 2
+        assert TIME_WAIT not in tcp_states_for_port(port)
+    finally:
+        connector.close()
+        server.close()
+
+
+async def test_checks_in_parallel_each_get_their_own_answer() -> None:
+    server = listener()
+    good, refused = server.getsockname()[1], closed_port()
+    connector = Connector(asyncio.get_running_loop())
+    try:
+        ports = [good if i % 3 else refused for i in range(3 * MAX_IDLE)]
+        results = await asyncio.gather(*(connect_once(connector, port) for port in ports))
+        expected = [0 if port == good else errno.ECONNREFUSED for port in ports]
+        assert results == expected
+        # More connects at once than MAX_IDLE: the extra sockets are closed afterwards.
+        assert connector.in_flight == 0
+        assert [await connect_once(connector, good) for _ in range(5)] == [0] * 5
+    finally:
+        connector.close()
+        server.close()
+
+
+async def test_a_socket_reused_after_a_refusal_and_a_timeout_still_connects() -> None:
+    server = listener()
+    blackhole = FullBacklog()
+    connector = Connector(asyncio.get_running_loop())
+    loop = asyncio.get_running_loop()
+    try:
+        assert await connect_once(connector, closed_port()) == errno.ECONNREFUSED
+        start = loop.time()
+        assert await connect_once(connector, blackhole.port, timeout=0.2) == TIMED_OUT
+        assert 0.19 <= loop.time() - start < 0.4
+        assert await connect_once(connector, server.getsockname()[1]) == 0
+    finally:
+        connector.close()
+        blackhole.close()
+        server.close()
+
+
+async def test_closing_abandons_connects_in_flight_and_frees_their_sockets() -> None:
+    blackhole = FullBacklog()
+    before = open_descriptors()
+    connector = Connector(asyncio.get_running_loop())
+    called: list[int] = []
+    for _ in range(3):
+        connector.connect(socket.AF_INET, (HOST, blackhole.port), 5.0, called.append)
+    assert connector.in_flight == 3
+    connector.close()
+    await asyncio.sleep(0.05)
+    blackhole.close()
+    assert called == []
+    assert open_descriptors() <= before
+
+
+async def test_one_failing_callback_does_not_lose_the_others() -> None:
+    server = listener()
+    port = server.getsockname()[1]
+    connector = Connector(asyncio.get_running_loop())
+    seen: list[int] = []
+
+    def broken(error: int) -> None:
+        raise RuntimeError("a bug in one caller")
+
+    try:
+        connector.connect(socket.AF_INET, (HOST, port), 1.0, broken)
+        assert await connect_once(connector, port) == 0
+        connector.connect(socket.AF_INET, (HOST, port), 1.0, seen.append)
+        await asyncio.sleep(0.05)
+        assert seen == [0]
+    finally:
+        connector.close()
+        server.close()
+
+
+# -- tick timers ---------------------------------------------------------------------------
+
+
+def test_the_tick_is_a_tenth_of_the_shortest_interval_within_bounds() -> None:
+    assert tick_for([1.0, 2.0]) == MAX_TICK
+    assert tick_for([0.1, 1.0]) == 0.01
+    assert tick_for([0.001]) == MIN_TICK
+    assert tick_for([]) == MAX_TICK
+
+
+async def test_tick_timers_run_callbacks_near_their_time_in_order() -> None:
+    loop = asyncio.get_running_loop()
+    timers = TickTimers(loop, 0.02)
+    start = loop.time()
+    fired: list[tuple[str, float]] = []
+
+    def firing(name: str) -> Callable[[], None]:
+        return lambda: fired.append((name, loop.time() - start))
+
+    for name, delay in (("c", 0.15), ("a", 0.05), ("b", 0.1)):
+        timers.call_later(delay, firing(name))
+    cancelled = timers.call_later(0.07, lambda: fired.append(("cancelled", 0.0)))
+    cancelled.cancel()
+    await asyncio.sleep(0.25)
+    timers.close()
+    assert [name for name, _ in fired] == ["a", "b", "c"]
+    for (_, at), wanted in zip(fired, (0.05, 0.1, 0.15), strict=True):
+        # at most half a tick early; late only by what the loop itself adds
+        assert wanted - 0.011 <= at <= wanted + 0.03
+
+
+async def test_a_failing_timer_callback_does_not_stop_the_others() -> None:
+    loop = asyncio.get_running_loop()
+    timers = TickTimers(loop, 0.01)
+    fired: list[str] = []
+
+    def broken() -> None:
+        raise RuntimeError("a bug in one server's callback")
+
+    timers.call_later(0.02, broken)
+    timers.call_later(0.02, lambda: fired.append("same tick"))
+    timers.call_later(0.05, lambda: fired.append("later tick"))
+    await asyncio.sleep(0.1)
+    timers.close()
+    assert fired == ["same tick", "later tick"]

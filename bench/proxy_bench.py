@@ -65,6 +65,8 @@ class Scenario:
     lb_mode: LbMode
     close_per_request: bool
     description: str
+    # Milliseconds each wrk connection waits between requests (0 = as fast as it can).
+    pace_ms: int = 0
 
 
 SCENARIOS = (
@@ -73,6 +75,17 @@ SCENARIOS = (
         "http",
         close_per_request=False,
         description="HTTP mode, client keep-alive, keep-alive to upstream",
+    ),
+    Scenario(
+        "http-keepalive-paced",
+        "http",
+        close_per_request=False,
+        description=(
+            "the same, each connection pausing 10 ms between requests: every LB at the "
+            "same request rate (at most 5,000/s with 50 connections), where each one also "
+            "pays the wake-ups a fast LB saves by batching"
+        ),
+        pace_ms=10,
     ),
     Scenario(
         "http-close",
@@ -608,11 +621,14 @@ def parse_wrk_output(stdout: str) -> WrkReport:
     raise BenchError(f"wrk printed no BENCH_JSON report; its output ends with: {stdout[-400:]!r}")
 
 
-def run_wrk(load: LoadSettings, port: int, duration_s: int, close: bool) -> WrkReport:
+def run_wrk(
+    load: LoadSettings, port: int, duration_s: int, close: bool, pace_ms: int = 0
+) -> WrkReport:
     argv = wrk_argv(load, port, duration_s, close)
+    env = {**os.environ, "BENCH_PACE_MS": str(pace_ms)}  # read by wrk_report.lua
     try:
         finished = subprocess.run(
-            argv, capture_output=True, text=True, timeout=duration_s + 30, check=False
+            argv, capture_output=True, text=True, timeout=duration_s + 30, check=False, env=env
         )
     except subprocess.TimeoutExpired as exc:
         raise BenchError(f"wrk did not finish within {duration_s + 30:g}s") from exc
@@ -674,9 +690,9 @@ def measure(lb: RunningLb, scenario: Scenario, load: LoadSettings) -> Sample:
     """Warm up, then one measured wrk run with the LB's CPU sampled around it."""
     assert lb.process is not None
     if load.warmup_s > 0:
-        run_wrk(load, lb.port, load.warmup_s, scenario.close_per_request)
+        run_wrk(load, lb.port, load.warmup_s, scenario.close_per_request, scenario.pace_ms)
     before = tree_cpu_ticks(lb.process.pid)
-    report = run_wrk(load, lb.port, load.duration_s, scenario.close_per_request)
+    report = run_wrk(load, lb.port, load.duration_s, scenario.close_per_request, scenario.pace_ms)
     after = tree_cpu_ticks(lb.process.pid)
     if not lb.process.is_running():
         raise BenchError(f"exited during the run: {lb.process.output_tail()}")

@@ -3,6 +3,17 @@
 -- Prints wrk's summary as one JSON line prefixed with BENCH_JSON, so the
 -- benchmark reads exact counters (microsecond latencies, error breakdown)
 -- instead of parsing wrk's human-readable report with its rounded units.
+--
+-- BENCH_PACE_MS > 0 makes each connection wait that long between requests (a
+-- fixed request rate); wrk only paces when the script defines delay(), so it is
+-- defined only then and unpaced runs are untouched.
+local pace_ms = tonumber(os.getenv("BENCH_PACE_MS") or "0") or 0
+if pace_ms > 0 then
+  delay = function()
+    return pace_ms
+  end
+end
+
 done = function(summary, latency, requests)
   local errors = summary.errors
   io.write(string.format(

@@ -175,3 +175,42 @@ async def test_a_failing_timer_callback_does_not_stop_the_others() -> None:
     await asyncio.sleep(0.1)
     timers.close()
     assert fired == ["same tick", "later tick"]
+
+
+async def test_a_conversation_may_close_the_connector_from_its_own_callback() -> None:
+    # The daemon stopping from inside a check result must not break the loop.
+    server = listener()
+    loop = asyncio.get_running_loop()
+    errors: list[dict[str, object]] = []
+    loop.set_exception_handler(lambda _, context: errors.append(context))
+    connector = Connector(loop)
+    closed = asyncio.Event()
+
+    class Talk:
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            connector.close()
+            closed.set()
+
+        def data_received(self, data: bytes) -> None:
+            raise AssertionError("nothing was sent")
+
+        def eof_received(self) -> bool | None:
+            return None
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            pass
+
+        def expired(self, connected: bool) -> None:
+            pass
+
+    try:
+        connector.converse(
+            socket.AF_INET, (HOST, server.getsockname()[1]), 1.0, Talk(), sends_first=False
+        )
+        await asyncio.wait_for(closed.wait(), 1.0)
+        await asyncio.sleep(0.05)
+        assert connector.in_flight == 0
+        assert errors == []
+    finally:
+        loop.set_exception_handler(None)
+        server.close()

@@ -212,6 +212,8 @@ class Connector:
             self._sweeper.cancel()
             self._sweeper = None
         for pending in self._in_flight.values():
+            if pending.transport is not None:
+                pending.transport.closing = True  # a step under way must not touch it
             _close(pending.sock, False)
         self._in_flight.clear()
         for sockets in self._idle.values():

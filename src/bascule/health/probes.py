@@ -28,6 +28,7 @@ import socket
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import ClassVar, Literal, assert_never, cast
 
 import httptools
@@ -268,13 +269,16 @@ async def run_check(spec: CheckSpec) -> CheckResult:
     assert_never(spec)
 
 
+_ON_CONNECTOR = (TcpCheckSpec, HttpCheckSpec, AgentCheckSpec)
+
+
 def start_check(
     connector: Connector, spec: CheckSpec, on_result: Callable[[CheckResult], None]
 ) -> bool:
     """Start the check on `connector` without a task, if it can run there: a TCP,
     HTTP or agent check of an address literal. False (and nothing started) for a
     host name to resolve or a command: run those with `run_check` in a task."""
-    if not isinstance(spec, TcpCheckSpec | HttpCheckSpec | AgentCheckSpec) or not spec.family:
+    if not isinstance(spec, _ON_CONNECTOR) or not spec.family:
         return False
     if isinstance(spec, TcpCheckSpec):
         start_tcp_check(connector, spec, on_result)
@@ -391,15 +395,23 @@ async def _connect_and_close_by_name(spec: TcpCheckSpec) -> str | None:
 class _ConnectionProbe(asyncio.Protocol):
     """A check conversation on one connection that ends in one verdict.
 
-    `verdict` resolves to None (healthy) or a failure sentence without the
-    "<type> check: " prefix. Once it is decided, the connection is reset and
-    anything still arriving is ignored.
+    The verdict is None (healthy) or a failure sentence without the "<type> check: "
+    prefix; `on_verdict` gets it once, right after the connection is reset. Anything
+    still arriving afterwards is ignored.
     """
 
-    __slots__ = ("bytes_received", "connect_timed_out", "timeout", "transport", "verdict")
+    __slots__ = (
+        "bytes_received",
+        "connect_timed_out",
+        "decided",
+        "on_verdict",
+        "timeout",
+        "transport",
+    )
 
-    def __init__(self, verdict: asyncio.Future[str | None]) -> None:
-        self.verdict = verdict
+    def __init__(self) -> None:
+        self.decided = False
+        self.on_verdict: Callable[[str | None], None] | None = None  # set by the starter
         self.transport: asyncio.Transport | None = None
         self.bytes_received = 0
         self.connect_timed_out = False
@@ -412,16 +424,14 @@ class _ConnectionProbe(asyncio.Protocol):
         else:
             self.decide(f"connect timeout after {_timeout_text(self.timeout)}")
 
-    @property
-    def decided(self) -> bool:
-        return self.verdict.done()
-
     def decide(self, failure: str | None) -> None:
-        if self.verdict.done():
+        if self.decided:
             return
-        self.verdict.set_result(failure)
+        self.decided = True
         if self.transport is not None:
             _discard(self.transport)
+        if self.on_verdict is not None:
+            self.on_verdict(failure)
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
@@ -465,9 +475,11 @@ async def _converse(
     assert task is not None, "a check runs in a task"
     expiry = loop.call_at(loop.time() + spec.timeout, _expire, probe, task, spec.timeout)
     transport: asyncio.Transport | None = None
+    verdict: asyncio.Future[str | None] = loop.create_future()
+    probe.on_verdict = partial(_resolve, verdict)
     try:
         transport, _ = await loop.create_connection(lambda: probe, spec.host, spec.port)
-        failure = await probe.verdict
+        failure = await verdict
     except asyncio.CancelledError:
         # Ours only if the connect timed out and nobody else cancelled the task too.
         if not probe.connect_timed_out or task.uncancel() > 0:
@@ -499,12 +511,12 @@ def _converse_on(
     gets (failure or None, duration) from the event loop. No task, no transport."""
     start = time.monotonic()
 
-    def finished(verdict: asyncio.Future[str | None]) -> None:
+    def finished(failure: str | None) -> None:
         probe.release()
-        on_verdict(verdict.result(), time.monotonic() - start)
+        on_verdict(failure, time.monotonic() - start)
 
     probe.timeout = spec.timeout
-    probe.verdict.add_done_callback(finished)
+    probe.on_verdict = finished
     sends_first = isinstance(spec, HttpCheckSpec) or bool(spec.send_bytes)
     connector.converse(
         spec.family, (spec.host, spec.port), spec.timeout, probe, sends_first=sends_first
@@ -526,6 +538,11 @@ async def _converse_alone(
         return await outcome
     finally:
         connector.close()
+
+
+def _resolve(future: asyncio.Future[str | None], failure: str | None) -> None:
+    if not future.done():  # it is cancelled when the check was
+        future.set_result(failure)
 
 
 def _expire(probe: _ConnectionProbe, task: asyncio.Task[object], timeout: float) -> None:
@@ -551,8 +568,8 @@ class _HttpProbe(_ConnectionProbe):
 
     __slots__ = ("head_complete", "parser", "spec", "status")
 
-    def __init__(self, spec: HttpCheckSpec, verdict: asyncio.Future[str | None]) -> None:
-        super().__init__(verdict)
+    def __init__(self, spec: HttpCheckSpec) -> None:
+        super().__init__()
         self.spec = spec
         self.head_complete = False
         self.status = 0
@@ -614,13 +631,13 @@ class _HttpBodyProbe(_HttpProbe):
 
     __slots__ = ("body", "body_truncated", "framed", "searched_up_to", "substring_found")
 
-    def __init__(self, spec: HttpCheckSpec, verdict: asyncio.Future[str | None]) -> None:
+    def __init__(self, spec: HttpCheckSpec) -> None:
         self.framed = False  # Content-Length or chunked: EOF before the end means truncated
         self.body = bytearray()
         self.body_truncated = False
         self.searched_up_to = 0
         self.substring_found = spec.expect_body is None
-        super().__init__(spec, verdict)
+        super().__init__(spec)
 
     def eof_received(self) -> bool:
         if self.decided:
@@ -703,8 +720,7 @@ async def http_check(spec: HttpCheckSpec) -> CheckResult:
 
 
 def _http_probe(spec: HttpCheckSpec) -> _HttpProbe:
-    verdict: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
-    return _HttpBodyProbe(spec, verdict) if spec.reads_body else _HttpProbe(spec, verdict)
+    return _HttpBodyProbe(spec) if spec.reads_body else _HttpProbe(spec)
 
 
 def _http_result(probe: _HttpProbe, failure: str | None, duration: float) -> CheckResult:
@@ -724,8 +740,8 @@ class _AgentProbe(_ConnectionProbe):
 
     __slots__ = ("answer", "send")
 
-    def __init__(self, send: bytes, verdict: asyncio.Future[str | None]) -> None:
-        super().__init__(verdict)
+    def __init__(self, send: bytes) -> None:
+        super().__init__()
         self.send = send
         self.answer = bytearray()
 
@@ -766,8 +782,7 @@ async def agent_check(spec: AgentCheckSpec) -> CheckResult:
 
 
 def _agent_probe(spec: AgentCheckSpec) -> _AgentProbe:
-    verdict: asyncio.Future[str | None] = asyncio.get_running_loop().create_future()
-    return _AgentProbe(spec.send_bytes, verdict)
+    return _AgentProbe(spec.send_bytes)
 
 
 def _agent_result(probe: _AgentProbe, failure: str | None, duration: float) -> CheckResult:

@@ -231,6 +231,9 @@ class ServerStateMachine:
     def check_result(self, result: CheckResult, now: float) -> list[HealthEvent]:
         """One active check (or agent) result."""
         health = self._require_check("check_result")
+        if self._changes_nothing(result, health):
+            health.record(result, now)
+            return []
         events = self.tick(now)
         before = self._compose(self.is_ejected(now))
         before_weight = self._base_weight()
@@ -248,6 +251,19 @@ class ServerStateMachine:
         return events
 
     agent_result = check_result
+
+    def _changes_nothing(self, result: CheckResult, health: HealthCounter) -> bool:
+        """A plain pass for a server fully UP and not ejected: by far the most common
+        result (1,000 a second on a large config), and one that can change no state,
+        weight or event, so it skips the comparisons of the full path."""
+        return (
+            result.ok
+            and result.agent_state is None
+            and result.agent_weight_percent is None
+            and health.health == health.maximum
+            and self._ejection is None
+            and not self._resumed_from_maint
+        )
 
     def ejected(self, until: float, reason: str, now: float) -> list[HealthEvent]:
         """Passive ejection until `until` (decided by the backend's outlier detector).

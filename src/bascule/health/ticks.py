@@ -4,9 +4,10 @@
 each waking the process for one check. Here a check due at time t runs at the tick
 nearest to t, together with every other check due around then: with 50 ms ticks the
 process wakes at most 20 times a second, and checks due together run back to back
-while the kernel's and Python's caches are warm. On this machine that alone cut the
-CPU of 1,000 TCP checks a second from 17.6% to 12.0% of a core (`bench/check_cost.py
---daemons`: 10 ms ticks 17.6%, 25 ms 13.7%, 50 ms 12.0%, 100 ms 11.6%).
+while the kernel's and Python's caches are warm. When this was introduced, it alone
+cut the CPU of 1,000 TCP checks a second from 17.6% to 12.0% of a core on the
+development machine (`bench/check_cost.py --daemons`: 10 ms ticks 17.6%, 25 ms 13.7%,
+50 ms 12.0%, 100 ms 11.6%).
 
 Rounding to the nearest tick (not up) keeps intervals right on average, so detection
 is not slowed: each check moves by at most half a tick. The tick is a tenth of the

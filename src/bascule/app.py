@@ -42,20 +42,29 @@ class App:
         instances (all or none)."""
         loop = asyncio.get_running_loop()
         self._stop_requested = asyncio.Event()
-        self._shared_checks = SharedChecks(loop, _check_intervals(self.config))
         if self.config.vrrp.instances:
             # Before anything opens: a missing capability or interface must not leave
             # listeners half-started.
             from bascule.vrrp.daemon import check_vrrp_host
 
             await check_vrrp_host(self.config)
-        for backend in self.config.backends:
-            addresses = {
+        addresses = {
+            backend.name: {
                 s.name: await _resolve(loop, backend.name, s.name, s.address)
                 for s in backend.servers
             }
+            for backend in self.config.backends
+        }
+        # Made once nothing before the `try` below can fail, so a failed start leaves
+        # no epoll set or loop reader behind.
+        self._shared_checks = SharedChecks(loop, _check_intervals(self.config))
+        for backend in self.config.backends:
             self.controllers[backend.name] = BackendController(
-                backend, addresses, self.journal, loop, shared_checks=self._shared_checks
+                backend,
+                addresses[backend.name],
+                self.journal,
+                loop,
+                shared_checks=self._shared_checks,
             )
         runtimes = {name: c.runtime for name, c in self.controllers.items()}
         self.frontends = [

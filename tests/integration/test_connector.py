@@ -7,9 +7,15 @@ import errno
 import os
 import socket
 from collections.abc import Callable
+from random import Random
 
 from bascule.health.connector import MAX_IDLE, TIMED_OUT, Connector
+from bascule.health.probes import TcpCheckSpec
+from bascule.health.runner import CheckPlan, HealthRunner
+from bascule.health.server_state import RiseFall, ServerStateMachine
+from bascule.health.state import CheckTiming
 from bascule.health.ticks import MAX_TICK, MIN_TICK, TickTimers, tick_for
+from bascule.model import ServerView
 from check_servers import FullBacklog, closed_port
 
 HOST = "127.0.0.1"
@@ -17,8 +23,12 @@ TIME_WAIT = "06"  # the state column of /proc/net/tcp
 
 
 async def connect_once(connector: Connector, port: int, timeout: float = 1.0) -> int:
+    return await connect_once_to(connector, HOST, port, timeout)
+
+
+async def connect_once_to(connector: Connector, host: str, port: int, timeout: float = 1.0) -> int:
     outcome: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-    connector.connect(socket.AF_INET, (HOST, port), timeout, outcome.set_result)
+    connector.connect(socket.AF_INET, (host, port), timeout, outcome.set_result)
     return await outcome
 
 
@@ -128,6 +138,45 @@ async def test_one_failing_callback_does_not_lose_the_others() -> None:
     finally:
         connector.close()
         server.close()
+
+
+async def test_a_connect_refused_at_once_does_not_spoil_the_next_check() -> None:
+    # The kernel refuses some connects inside connect() itself (no route, a firewall
+    # rule, a broadcast address): that socket must not be reused as if it were ready.
+    server = listener()
+    connector = Connector(asyncio.get_running_loop())
+    try:
+        assert await connect_once_to(connector, "255.255.255.255", 80) != 0
+        assert [await connect_once(connector, server.getsockname()[1]) for _ in range(3)] == [0] * 3
+    finally:
+        connector.close()
+        server.close()
+
+
+async def test_a_server_refused_at_once_keeps_being_checked_and_so_do_the_others() -> None:
+    server = listener()
+    port = server.getsockname()[1]
+    loop = asyncio.get_running_loop()
+    good = ServerView("b", "good", HOST, port)
+    unroutable = ServerView("b", "unroutable", "255.255.255.255", 80)
+    machines = {v.key: ServerStateMachine(v, check=RiseFall(2, 3)) for v in (good, unroutable)}
+    timing = CheckTiming(0.1, 0.1, 0.1)
+    plans = [
+        CheckPlan(good.key, TcpCheckSpec(HOST, port, 0.5), timing),
+        CheckPlan(unroutable.key, TcpCheckSpec("255.255.255.255", 80, 0.5), timing),
+    ]
+    results: dict[str, list[bool]] = {good.key: [], unroutable.key: []}
+    runner = HealthRunner(
+        loop, plans, machines, lambda key, result: results[key].append(result.ok), Random(1)
+    )
+    runner.start()
+    try:
+        await asyncio.sleep(1.0)
+    finally:
+        runner.stop()
+        server.close()
+    assert len(results[good.key]) >= 7 and all(results[good.key])
+    assert len(results[unroutable.key]) >= 7 and not any(results[unroutable.key])
 
 
 # -- tick timers ---------------------------------------------------------------------------

@@ -138,6 +138,7 @@ class Connector:
         self._idle: dict[int, list[socket.socket]] = {}
         self._sweeper: asyncio.TimerHandle | None = None
         self._sweep_at = 0.0
+        self._closed = False
         loop.add_reader(self._epoll.fileno(), self._on_ready)
 
     @property
@@ -174,11 +175,32 @@ class Connector:
         *,
         delay_ack: bool,
     ) -> None:
+        if self._closed:
+            raise RuntimeError("health check connector is closed")
         idle = self._idle.get(family)
         sock = idle.pop() if idle else None
-        reused = sock is not None
+        reused = sock is not None  # then it is in the epoll set already, disarmed
         if sock is None:
             sock = socket.socket(family, socket.SOCK_STREAM | socket.SOCK_NONBLOCK)
+        try:
+            error = self._connect(sock, address, delay_ack)
+            if error not in (errno.EINPROGRESS, 0):
+                self._immediate_failure(sock, family, reused, error, done, talk)
+                return
+            if reused:
+                self._epoll.modify(sock.fileno(), _ONE_SHOT_WRITE)
+            else:
+                self._epoll.register(sock.fileno(), _ONE_SHOT_WRITE)
+        except BaseException:
+            _close(sock, False)  # never lost, never pooled in an unknown state
+            raise
+        deadline = self._loop.time() + timeout
+        pending = self._in_flight[sock.fileno()] = _Connect(sock, family, deadline, done, talk)
+        if self._sweeper is None or pending.deadline < self._sweep_at:
+            self._arm_sweeper(pending.deadline)
+
+    @staticmethod
+    def _connect(sock: socket.socket, address: tuple[str, int], delay_ack: bool) -> int:
         # No quick ACK, like HAProxy: the handshake's last ACK is held back. On a pure
         # TCP check our reset goes first, so the server's kernel drops the half-open
         # connection without queueing it for accept() or waking the server process
@@ -186,35 +208,39 @@ class Connector:
         # leaves with our bytes. A reused socket needs it said again each time.
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_QUICKACK, 0 if delay_ack else 1)
         try:
-            error = sock.connect_ex(address)
-        except OSError as exc:  # e.g. an address the family cannot hold
-            error = exc.errno or errno.EINVAL
-        fd = sock.fileno()
-        if error != errno.EINPROGRESS:
-            self._release(sock, family, error == 0)
-            if done is not None:
-                self._loop.call_soon(done, error)
-            elif talk is not None:
-                self._loop.call_soon(talk.connection_lost, OSError(error, os.strerror(error)))
-            return
+            return sock.connect_ex(address)
+        except OSError as exc:  # e.g. a bad IPv6 scope: a gaierror, whose errno is negative
+            return exc.errno if exc.errno and exc.errno > 0 else errno.EINVAL
+
+    def _immediate_failure(
+        self,
+        sock: socket.socket,
+        family: int,
+        reused: bool,
+        error: int,
+        done: ConnectDone | None,
+        talk: Conversation | None,
+    ) -> None:
+        """The kernel refused at once (no route, a firewall, no free port...)."""
         if reused:
-            self._epoll.modify(fd, _ONE_SHOT_WRITE)
+            self._release(sock, family, False)
         else:
-            self._epoll.register(fd, _ONE_SHOT_WRITE)
-        deadline = self._loop.time() + timeout
-        pending = self._in_flight[fd] = _Connect(sock, family, deadline, done, talk)
-        if self._sweeper is None or pending.deadline < self._sweep_at:
-            self._arm_sweeper(pending.deadline)
+            _close(sock, False)  # not in the epoll set: a reuse would have to register it
+        if done is not None:
+            self._loop.call_soon(done, error)
+        elif talk is not None:
+            self._loop.call_soon(talk.connection_lost, OSError(error, os.strerror(error)))
 
     def close(self) -> None:
         """Abandon every connect in flight (their `done` is not called) and stop."""
+        self._closed = True
         if self._sweeper is not None:
             self._sweeper.cancel()
             self._sweeper = None
         for pending in self._in_flight.values():
             if pending.transport is not None:
                 pending.transport.closing = True  # a step under way must not touch it
-            _close(pending.sock, False)
+            _close(pending.sock, pending.transport is not None)
         self._in_flight.clear()
         for sockets in self._idle.values():
             for sock in sockets:
@@ -235,15 +261,19 @@ class Connector:
         if self._in_flight.get(fd) is pending:
             del self._in_flight[fd]
             self._release(pending.sock, pending.family, transport is not None)
+        # Break the pending <-> transport <-> probe cycles: freed by reference counting
+        # now, not by a garbage-collector pass later.
+        pending.transport = None
+        pending.talk = None
 
     def fail_soon(self, pending: _Connect, exc: OSError) -> None:
         self._loop.call_soon(self._fail, pending, exc)
 
     def _fail(self, pending: _Connect, exc: OSError) -> None:
-        if pending.transport is None or not pending.transport.closing:
+        talk = pending.talk
+        if talk is not None and pending.transport is not None:  # None: already ended
             self.end(pending)
-            if pending.talk is not None:
-                _guarded(pending.talk.connection_lost, exc)
+            _guarded(talk.connection_lost, exc)
 
     def _on_ready(self) -> None:
         in_flight = self._in_flight
@@ -295,24 +325,32 @@ class Connector:
             self._epoll.modify(sock.fileno(), _ONE_SHOT_READ)
 
     def _sweep(self) -> None:
+        self._sweeper = None
         now = self._loop.time()
-        expired = [fd for fd, pending in self._in_flight.items() if pending.deadline <= now]
-        for fd in expired:
-            pending = self._in_flight[fd]
-            if pending.talk is not None:
-                _guarded(pending.talk.expired, pending.transport is not None)
+        expired = [pending for pending in self._in_flight.values() if pending.deadline <= now]
+        for pending in expired:
+            if self._closed:
+                return  # a callback closed us: nothing more to report
+            if self._in_flight.get(pending.sock.fileno()) is not pending:
+                continue  # ended by an earlier callback of this sweep
+            talk = pending.talk
+            if talk is not None:
+                _guarded(talk.expired, pending.transport is not None)
                 self.end(pending)  # in case the conversation did not close it
                 continue
-            del self._in_flight[fd]
+            del self._in_flight[pending.sock.fileno()]
             self._release(pending.sock, pending.family, False)  # aborts the connect
             assert pending.done is not None
             _report(pending.done, TIMED_OUT)
-        self._sweeper = None
-        if self._in_flight:
+        if self._in_flight and not self._closed:
             # Most connects end long before their deadline, so this timer usually
             # finds nothing to do and sleeps until the oldest one still in flight.
-            earliest = min(pending.deadline for pending in self._in_flight.values())
-            self._arm_sweeper(max(earliest, now + SWEEP_INTERVAL))
+            earliest = max(
+                min(pending.deadline for pending in self._in_flight.values()),
+                now + SWEEP_INTERVAL,
+            )
+            if self._sweeper is None or earliest < self._sweep_at:  # a callback may have armed it
+                self._arm_sweeper(earliest)
 
     def _arm_sweeper(self, when: float) -> None:
         if self._sweeper is not None:

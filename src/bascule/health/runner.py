@@ -159,7 +159,13 @@ class HealthRunner:
         if self.machines[key].checks_paused:  # MAINT: no checks, look again later
             self._schedule(key)
             return
-        if start_check(self._shared.connector, self.plans[key].spec, partial(self._finish, key)):
+        spec = self.plans[key].spec
+        try:
+            if start_check(self._shared.connector, spec, partial(self._finish, key)):
+                return
+        except Exception as exc:  # no socket (EMFILE...): a failed check, and check again
+            log.warning("health check of %s could not start: %s", key, exc)
+            self._finish(key, CheckResult(False, f"{spec.type} check: cannot start: {exc}"))
             return
         task = self.loop.create_task(self._run(key))
         self._tasks.add(task)

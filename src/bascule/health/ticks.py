@@ -26,6 +26,7 @@ log = logging.getLogger("bascule.health")
 
 MAX_TICK = 0.05
 MIN_TICK = 0.001
+_EARLY = 0.001
 
 
 def tick_for(intervals: Iterable[float]) -> float:
@@ -82,13 +83,17 @@ class TickTimers:
 
     def _fire(self) -> None:
         self._armed = None
-        now_slot = math.floor(self._loop.time() / self._tick + 1e-9)
+        # uvloop rounds timers to the millisecond and may fire up to 0.5 ms early: count
+        # a slot as due from 1 ms before its time, or the timer would spin until then.
+        now_slot = math.floor((self._loop.time() + _EARLY) / self._tick)
         for slot in sorted(slot for slot in self._slots if slot <= now_slot):
-            for handle in self._slots.pop(slot):
+            for handle in self._slots.pop(slot, ()):  # () once a callback closed us
                 if not handle.cancelled:
                     _run(handle.callback)
         if self._slots:
-            self._arm(min(self._slots))
+            first = min(self._slots)
+            if self._armed is None or first < self._armed[0]:  # callbacks may have armed it
+                self._arm(first)
 
 
 def _run(callback: Callable[[], None]) -> None:

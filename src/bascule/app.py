@@ -6,14 +6,13 @@ import asyncio
 import logging
 import signal
 import socket
-from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from bascule.config import Config
 from bascule.control.journal import Journal
 from bascule.control.plane import BackendController
 from bascule.errors import StartupError
-from bascule.health.runner import SharedChecks
+from bascule.health.runner import SharedChecks, check_intervals
 from bascule.proxy.listener import FrontendRuntime
 from bascule.proxy.pool import UpstreamPool
 
@@ -57,7 +56,9 @@ class App:
         }
         # Made once nothing before the `try` below can fail, so a failed start leaves
         # no epoll set or loop reader behind.
-        self._shared_checks = SharedChecks(loop, _check_intervals(self.config))
+        checks = [s.check for b in self.config.backends for s in b.servers]
+        intervals = check_intervals(check for check in checks if check.type != "none")
+        self._shared_checks = SharedChecks(loop, intervals)
         for backend in self.config.backends:
             self.controllers[backend.name] = BackendController(
                 backend,
@@ -150,14 +151,6 @@ class App:
         if self._shared_checks is not None:
             self._shared_checks.close()
             self._shared_checks = None
-
-
-def _check_intervals(config: Config) -> Iterator[float]:
-    for backend in config.backends:
-        for server in backend.servers:
-            check = server.check
-            if check.type != "none":
-                yield from (check.interval, check.fast_interval, check.down_interval)
 
 
 async def _resolve(loop: asyncio.AbstractEventLoop, backend: str, server: str, host: str) -> str:

@@ -16,7 +16,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-from bascule.netns import Host
+from bascule.netns import Host, wait_for
 
 # The directory holding the `bascule` package: the node's Python imports this copy,
 # whether it is installed or run from a checkout.
@@ -121,3 +121,23 @@ class BasculeNode:
 
     def describe(self) -> str:
         return f"{self.host.port} log:\n{self.log_text()[-3000:]}"
+
+
+def start_and_elect(master: BasculeNode, backup: BasculeNode, vip: str, limit: float) -> None:
+    """Start `backup`, then `master` (the higher priority), and wait until `master` alone
+    holds `vip` and `backup` has said it is BACKUP; AssertionError with both logs if not.
+
+    `backup` starts first and may be MASTER for a moment (its master-down timer can
+    end just before the master's first advert): the settled state is what counts.
+    """
+    backup.start()
+    master.start()
+    elected = wait_for(
+        lambda: master.holds(vip) and not backup.holds(vip) and backup.logged("became BACKUP"),
+        limit,
+    )
+    if elected is None:
+        raise AssertionError(
+            f"{master.host.port} never became the only MASTER\n"
+            f"{master.describe()}\n{backup.describe()}"
+        )

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from bascule import testbed
 from bascule.netns import Host, Topology, wait_for
 from bascule.testbed import BasculeNode, vrrp_node_config
 
@@ -74,15 +75,7 @@ def cluster(topo: Topology, tmp_path: Path) -> tuple[Node, Node, Host]:
 
 
 def start_and_elect(node1: Node, node2: Node, client: Host) -> None:
-    node2.start()
-    node1.start()
-    # node2 may become MASTER first (node1 starts slower) and then yield to node1's
-    # higher priority: wait for that to settle rather than sampling once.
-    elected = wait_for(
-        lambda: node1.holds_vip() and not node2.holds_vip() and node2.logged("became BACKUP"),
-        STARTUP_LIMIT,
-    )
-    assert elected is not None, f"node1 never became MASTER\n{node1.describe()}\n{node2.describe()}"
+    testbed.start_and_elect(node1, node2, VIP_CIDR, STARTUP_LIMIT)
     resolve_vip_from(client)
     resolved = wait_for(lambda: client_mac_for_vip(client) == node1.host.mac, 2.0)
     assert resolved is not None, f"client maps {VIP} to {client_mac_for_vip(client)}"

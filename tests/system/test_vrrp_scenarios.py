@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from bascule import testbed
 from bascule.netns import Host, Topology, wait_for
 from bascule.testbed import BasculeNode, vrrp_node_config
 
@@ -57,14 +58,7 @@ def nodes(topo: Topology, tmp_path: Path) -> tuple[Node, Node]:
 
 
 def start_and_elect(node1: Node, node2: Node) -> None:
-    node2.start()
-    node1.start()
-    # node2 starts first and may be MASTER for a moment (its master-down timer can end
-    # just before node1's first advert); what must follow is node1 alone holding the VIP.
-    settled = only_one_holds_vip(node1, node2)
-    elected = wait_for(lambda: settled() and node2.logged("became BACKUP"), STARTUP_LIMIT)
-    both = f"{node1.describe()}\n{node2.describe()}"
-    assert elected is not None, f"node1 never became the only MASTER\n{both}"
+    testbed.start_and_elect(node1, node2, VIP_CIDR, STARTUP_LIMIT)
 
 
 def only_one_holds_vip(winner: Node, loser: Node) -> Callable[[], bool]:

@@ -27,7 +27,6 @@ import contextlib
 import ctypes
 import ctypes.util
 import errno
-import logging
 import os
 import select
 import socket
@@ -35,7 +34,7 @@ import struct
 from collections.abc import Callable
 from typing import Protocol, cast
 
-log = logging.getLogger("bascule.health")
+from bascule.health.ticks import call_guarded
 
 # Passed to `done` instead of an errno: the connect did not finish before its deadline.
 TIMED_OUT = -1
@@ -273,7 +272,7 @@ class Connector:
         talk = pending.talk
         if talk is not None and pending.transport is not None:  # None: already ended
             self.end(pending)
-            _guarded(talk.connection_lost, exc)
+            call_guarded(talk.connection_lost, exc)
 
     def _on_ready(self) -> None:
         in_flight = self._in_flight
@@ -289,7 +288,7 @@ class Connector:
             error = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
             self._release(sock, pending.family, error == 0)
             assert pending.done is not None
-            _report(pending.done, error)
+            call_guarded(pending.done, error)
 
     def _converse_step(self, pending: _Connect) -> None:
         talk = pending.talk
@@ -300,10 +299,10 @@ class Connector:
             error = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
             if error:
                 self.end(pending)
-                _guarded(talk.connection_lost, OSError(error, os.strerror(error)))
+                call_guarded(talk.connection_lost, OSError(error, os.strerror(error)))
                 return
             transport = pending.transport = _SocketTransport(self, pending)
-            _guarded(talk.connection_made, transport)
+            call_guarded(talk.connection_made, transport)
         else:
             try:
                 data = sock.recv(READ_SIZE)
@@ -311,16 +310,16 @@ class Connector:
                 data = None
             except OSError as exc:
                 self.end(pending)
-                _guarded(talk.connection_lost, exc)
+                call_guarded(talk.connection_lost, exc)
                 return
             if data == b"":
-                _guarded(talk.eof_received)
+                call_guarded(talk.eof_received)
                 if not transport.closing:
                     self.end(pending)
-                    _guarded(talk.connection_lost, None)
+                    call_guarded(talk.connection_lost, None)
                 return
             if data is not None:
-                _guarded(talk.data_received, data)
+                call_guarded(talk.data_received, data)
         if not transport.closing:
             self._epoll.modify(sock.fileno(), _ONE_SHOT_READ)
 
@@ -335,13 +334,13 @@ class Connector:
                 continue  # ended by an earlier callback of this sweep
             talk = pending.talk
             if talk is not None:
-                _guarded(talk.expired, pending.transport is not None)
+                call_guarded(talk.expired, pending.transport is not None)
                 self.end(pending)  # in case the conversation did not close it
                 continue
             del self._in_flight[pending.sock.fileno()]
             self._release(pending.sock, pending.family, False)  # aborts the connect
             assert pending.done is not None
-            _report(pending.done, TIMED_OUT)
+            call_guarded(pending.done, TIMED_OUT)
         if self._in_flight and not self._closed:
             # Most connects end long before their deadline, so this timer usually
             # finds nothing to do and sleeps until the oldest one still in flight.
@@ -372,17 +371,6 @@ def _close(sock: socket.socket, connected: bool) -> None:
         with contextlib.suppress(OSError):  # already reset by the peer: nothing to send
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, LINGER_ZERO)
     sock.close()
-
-
-def _report(done: ConnectDone, error: int) -> None:
-    _guarded(done, error)
-
-
-def _guarded(callback: Callable[..., object], *args: object) -> None:
-    try:
-        callback(*args)
-    except Exception:  # one caller's bug must not lose the other connects' results
-        log.exception("health check connection callback failed")
 
 
 def _load_libc_connect() -> Callable[[int, bytes, int], int] | None:

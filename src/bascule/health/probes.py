@@ -259,6 +259,8 @@ async def run_check(spec: CheckSpec) -> CheckResult:
     Raises only on a bug in this module or on cancellation (the caller stopping the
     check); everything a server can do wrong is a failed `CheckResult`.
     """
+    if isinstance(spec, _ON_CONNECTOR) and spec.family:
+        return await _alone_on_a_connector(spec)
     if isinstance(spec, HttpCheckSpec):
         return await http_check(spec)
     if isinstance(spec, TcpCheckSpec):
@@ -296,6 +298,18 @@ def start_check(
     return True
 
 
+async def _alone_on_a_connector(spec: TcpCheckSpec | HttpCheckSpec | AgentCheckSpec) -> CheckResult:
+    """`start_check` on a connector of its own, for one check awaited by itself."""
+    loop = asyncio.get_running_loop()
+    connector = Connector(loop)
+    outcome: asyncio.Future[CheckResult] = loop.create_future()
+    try:
+        start_check(connector, spec, partial(_resolve, outcome))
+        return await outcome
+    finally:
+        connector.close()
+
+
 def _timeout_text(timeout: float) -> str:
     return f"{timeout:g}s"
 
@@ -327,26 +341,11 @@ _TCP_OK = "tcp check: connected"
 
 
 async def tcp_check(spec: TcpCheckSpec) -> CheckResult:
-    """Healthy when a TCP connection to host:port opens within the timeout.
-
-    The health runner starts its TCP checks with `start_tcp_check` on a shared
-    `Connector` instead; this coroutine is the same check on a connector of its own.
-    """
+    """Healthy when a TCP connection to host:port opens within the timeout: for a host
+    name, resolved by the loop at every check (addresses go through `start_check`)."""
     start = time.monotonic()
-    if not spec.family:
-        failure = await _connect_and_close_by_name(spec)
-        return _tcp_result(spec, failure, time.monotonic() - start)
-    loop = asyncio.get_running_loop()
-    connector = Connector(loop)
-    outcome: asyncio.Future[int] = loop.create_future()
-    try:
-        connector.connect(
-            spec.family, (spec.host, spec.port), spec.timeout, partial(_resolve, outcome)
-        )
-        error = await outcome
-    finally:
-        connector.close()
-    return _tcp_result(spec, _connect_error_text(spec, error), time.monotonic() - start)
+    failure = await _connect_and_close_by_name(spec)
+    return _tcp_result(spec, failure, time.monotonic() - start)
 
 
 def start_tcp_check(
@@ -527,23 +526,6 @@ def _converse_on(
     )
 
 
-async def _converse_alone(
-    spec: HttpCheckSpec | AgentCheckSpec, probe: _ConnectionProbe
-) -> tuple[str | None, float]:
-    """`_converse_on` a connector of its own, for one check awaited by itself; a name
-    to resolve goes through the loop's `create_connection` instead."""
-    if not spec.family:
-        return await _converse(spec, probe)
-    loop = asyncio.get_running_loop()
-    connector = Connector(loop)
-    outcome: asyncio.Future[tuple[str | None, float]] = loop.create_future()
-    try:
-        _converse_on(connector, spec, probe, lambda *verdict: _resolve(outcome, verdict))
-        return await outcome
-    finally:
-        connector.close()
-
-
 def _resolve(future: asyncio.Future[T], value: T) -> None:
     if not future.done():  # it is cancelled when the check was
         future.set_result(value)
@@ -718,9 +700,10 @@ def _parser_reason(exc: Exception) -> str:
 
 
 async def http_check(spec: HttpCheckSpec) -> CheckResult:
-    """Healthy when the response status is expected and the body matches (if asked)."""
+    """Healthy when the response status is expected and the body matches (if asked);
+    for a host name (addresses go through `start_check`)."""
     probe = _http_probe(spec)
-    return _http_result(probe, *await _converse_alone(spec, probe))
+    return _http_result(probe, *await _converse(spec, probe))
 
 
 def _http_probe(spec: HttpCheckSpec) -> _HttpProbe:
@@ -780,9 +763,10 @@ class _AgentProbe(_ConnectionProbe):
 
 
 async def agent_check(spec: AgentCheckSpec) -> CheckResult:
-    """Ask the agent and turn its answer into a result (see `parse_agent_answer`)."""
+    """Ask the agent and turn its answer into a result (see `parse_agent_answer`); for a
+    host name (addresses go through `start_check`)."""
     probe = _agent_probe(spec)
-    return _agent_result(probe, *await _converse_alone(spec, probe))
+    return _agent_result(probe, *await _converse(spec, probe))
 
 
 def _agent_probe(spec: AgentCheckSpec) -> _AgentProbe:

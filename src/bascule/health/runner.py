@@ -20,6 +20,7 @@ import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from functools import partial
+from typing import Protocol
 
 from bascule.config import CheckConfig
 from bascule.health.connector import Connector
@@ -109,9 +110,23 @@ class SharedChecks:
         self.connector.close()
 
 
-def check_intervals(timings: Iterable[CheckTiming]) -> Iterator[float]:
-    for timing in timings:
-        yield from (timing.interval, timing.fast_interval, timing.down_interval)
+class _HasIntervals(Protocol):
+    """A `CheckTiming`, or a `CheckConfig` from the config: both name them alike."""
+
+    @property
+    def interval(self) -> float: ...
+
+    @property
+    def fast_interval(self) -> float: ...
+
+    @property
+    def down_interval(self) -> float: ...
+
+
+def check_intervals(checks: Iterable[_HasIntervals]) -> Iterator[float]:
+    """Every interval these checks use (what `SharedChecks` sets its tick from)."""
+    for check in checks:
+        yield from (check.interval, check.fast_interval, check.down_interval)
 
 
 class HealthRunner:
@@ -135,6 +150,9 @@ class HealthRunner:
         self._owns_shared = shared is None
         self._shared = shared or SharedChecks(loop, check_intervals(p.timing for p in plans))
         self._timers: dict[str, asyncio.Handle | TickHandle] = {}
+        # Bound once per server rather than on every check (1,000 a second).
+        self._due_calls = {key: partial(self._due, key) for key in self.plans}
+        self._finish_calls = {key: partial(self._finish, key) for key in self.plans}
         self._tasks: set[asyncio.Task[None]] = set()
         self._stopped = False
 
@@ -142,7 +160,7 @@ class HealthRunner:
         timers = self._shared.timers
         for key, plan in self.plans.items():
             first = self.rng.uniform(0, plan.timing.interval)
-            self._timers[key] = timers.call_later(first, partial(self._due, key))
+            self._timers[key] = timers.call_later(first, self._due_calls[key])
 
     def check_soon(self, key: str) -> None:
         """Run this server's next check now (e.g. after an ejection time is over)."""
@@ -161,7 +179,7 @@ class HealthRunner:
             return
         spec = self.plans[key].spec
         try:
-            if start_check(self._shared.connector, spec, partial(self._finish, key)):
+            if start_check(self._shared.connector, spec, self._finish_calls[key]):
                 return
         except Exception as exc:  # no socket (EMFILE...): a failed check, and check again
             log.warning("health check of %s could not start: %s", key, exc)
@@ -191,7 +209,7 @@ class HealthRunner:
     def _schedule(self, key: str) -> None:
         plan = self.plans[key]
         delay = self.machines[key].next_check_delay(plan.timing, self.rng, self.loop.time())
-        self._timers[key] = self._shared.timers.call_later(delay, partial(self._due, key))
+        self._timers[key] = self._shared.timers.call_later(delay, self._due_calls[key])
 
     def stop(self) -> None:
         self._stopped = True

@@ -89,15 +89,17 @@ class TickTimers:
         for slot in sorted(slot for slot in self._slots if slot <= now_slot):
             for handle in self._slots.pop(slot, ()):  # () once a callback closed us
                 if not handle.cancelled:
-                    _run(handle.callback)
+                    call_guarded(handle.callback)
         if self._slots:
             first = min(self._slots)
             if self._armed is None or first < self._armed[0]:  # callbacks may have armed it
                 self._arm(first)
 
 
-def _run(callback: Callable[[], None]) -> None:
+def call_guarded(callback: Callable[..., object], *args: object) -> None:
+    """Call back and log, never raise: one server's callback failing must not stop the
+    other servers' checks (the timers' and the connector's callers)."""
     try:
-        callback()
-    except Exception:  # one server's bug must not stop the other servers' checks
-        log.exception("health check timer callback failed")
+        callback(*args)
+    except Exception:
+        log.exception("health check callback failed")

@@ -42,7 +42,10 @@ WRK_REPORT_SCRIPT = BENCH_DIR / "wrk_report.lua"
 NGINX_STREAM_MODULE = Path("/usr/lib/nginx/modules/ngx_stream_module.so")
 LOOPBACK = "127.0.0.1"
 EXPECTED_BODY = b"hello\n"
-LB_NAMES = ("bascule", "haproxy", "nginx")
+LB_NAMES = ("bascule", "haproxy", "nginx", "bare")
+# LBs that only speak HTTP: not started for TCP scenarios.
+HTTP_ONLY_LBS = frozenset({"bare"})
+BARE_FORWARDER = BENCH_DIR / "bare_forwarder.py"
 CLOCK_TICKS_PER_SECOND = os.sysconf("SC_CLK_TCK")
 # Targets agreed for Bascule: (scenario, baseline LB, max CPU/request ratio vs that baseline).
 TARGETS = (("http-keepalive", "haproxy", 1.3), ("tcp", "nginx", 1.3))
@@ -559,6 +562,13 @@ def make_bascule_writer(bascule: str) -> LbWriter:
     return write
 
 
+def write_bare_lb(
+    instance_dir: Path, mode: LbMode, port: int, backends: Sequence[int]
+) -> list[str]:
+    """The floor: bench/bare_forwarder.py, run by the same Python as Bascule."""
+    return [sys.executable, str(BARE_FORWARDER), str(port), *map(str, backends)]
+
+
 def default_bascule_command() -> str:
     """The bascule entry point of the venv running this script, else the repo's .venv."""
     beside_python = Path(sys.executable).parent / "bascule"
@@ -712,6 +722,8 @@ def run_scenario(scenario: Scenario, ctx: RunContext, cells: list[CellResult]) -
     lbs: list[RunningLb] = []
     try:
         for name in ctx.lb_names:
+            if scenario.lb_mode == "tcp" and name in HTTP_ONLY_LBS:
+                continue
             lb = start_lb(name, ctx.writers[name], scenario, ctx)
             lbs.append(lb)
             if lb.failure:
@@ -1054,6 +1066,7 @@ def run_all(
             "bascule": make_bascule_writer(args.bascule),
             "haproxy": write_haproxy_lb,
             "nginx": write_nginx_lb,
+            "bare": write_bare_lb,
         },
         repeat=args.repeat,
         start_timeout_s=args.start_timeout,

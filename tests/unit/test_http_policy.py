@@ -621,3 +621,30 @@ def test_long_header_names_count_toward_the_size_limit_every_time() -> None:
             "request header section is 224 bytes, limit 223",
         )
     assert check(headers, limits=HeadLimits(max_header_bytes=224)).headers == headers
+
+
+def test_same_header_names_with_other_values_are_judged_on_their_values() -> None:
+    # The names repeat, so the second and third heads reuse what the first one taught
+    # the policy about these names; their values must still decide.
+    names = [b"Host", b"Connection", b"Content-Length"]
+    first = check(list(zip(names, [b"a.example", b"keep-alive", b"5"], strict=True)))
+    second = check(list(zip(names, [b"b.example", b"close", b"7"], strict=True)))
+    assert (first.host, first.keep_alive, first.content_length) == (b"a.example", True, 5)
+    assert (second.host, second.keep_alive, second.content_length) == (b"b.example", False, 7)
+    error = refusal(list(zip(names, [b"c.example", b"close", b"7x"], strict=True)))
+    assert error.reason == "malformed Content-Length '7x' in the request (digits only)"
+
+
+def test_a_refused_header_name_is_refused_every_time() -> None:
+    for _ in range(3):
+        assert refusal([HOST, (b"Content_Length", b"5")]).status == 400
+        assert "invalid byte" in refusal([HOST, (b"X@Bad", b"v")]).reason
+
+
+def test_forwarding_headers_follow_each_client_and_host() -> None:
+    for ip, host in [("192.0.2.1", b"a.example"), ("192.0.2.2", b"a.example")] * 2:
+        sent = _forwarded_headers(upstream_request_head(check([(b"Host", host)]), ip, 1))
+        assert sent[b"x-forwarded-for"] == [ip.encode()]
+        assert sent[b"forwarded"] == [b"for=%s;host=%s;proto=http" % (ip.encode(), host)]
+    sent = _forwarded_headers(upstream_request_head(check([(b"Host", b"b.example")]), "::1", 1))
+    assert sent[b"forwarded"] == [b'for="[::1]";host=b.example;proto=http']

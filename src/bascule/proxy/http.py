@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import httptools
 
@@ -106,18 +106,19 @@ class Exchange:
         if self.conn.closed:
             return
         self.attempts += 1
-        server = self.backend.pick(self._pick_context(), self.avoid)
+        backend = self.backend
+        context = self._pick_context() if backend.needs_context else _NO_CONTEXT
+        server = backend.pick(context, self.avoid)
         if server is None:
-            self.fail(503, f"no server available for backend {self.backend.name}")
+            self.fail(503, f"no server available for backend {backend.name}")
             return
         self.server = server
-        self.backend.acquire(server)
+        backend.acquire(server)
         loop = self.conn.loop
         max_age = None if self.wire is not None else FRESH_FOR_UNSAFE
         pooled = self.conn.frontend.pool.get(server.key, loop.time(), max_age)
         if pooled is not None:
-            assert isinstance(pooled, UpstreamConnection)
-            self._send_on(pooled)
+            self._send_on(cast(UpstreamConnection, pooled))  # the pool holds only these
         else:
             loop.create_task(self._connect(server))
 
@@ -147,18 +148,19 @@ class Exchange:
 
     def _send_on(self, upstream: UpstreamConnection) -> None:
         self.upstream = upstream
-        upstream.attach(self)
         conn = self.conn
+        upstream.attach(self, upstream_request_head(self.head, conn.client_ip, conn.client_port))
         if conn.write_paused:
             # The client is still behind on an earlier response: uvloop will not say
             # pause_writing again, so apply it to this server now.
             upstream.pause_reading()
-        upstream.write(upstream_request_head(self.head, conn.client_ip, conn.client_port))
-        for piece in self.unsent:
-            upstream.write(piece)
-        self.unsent = []
-        self.unsent_bytes = 0
-        conn.resume_reading(_PAUSE_BUFFER)
+        if self.unsent:
+            for piece in self.unsent:
+                upstream.write(piece)
+            self.unsent = []
+            self.unsent_bytes = 0
+        if conn._paused & _PAUSE_BUFFER:
+            conn.resume_reading(_PAUSE_BUFFER)
 
     def request_body(self, data: bytes) -> None:
         piece = b"%x\r\n%b\r\n" % (len(data), data) if self.head.chunked else data
@@ -187,8 +189,6 @@ class Exchange:
             self.conn.pause_reading(_PAUSE_BUFFER)
 
     def _pick_context(self) -> PickContext:
-        if not self.backend.needs_context:
-            return _NO_CONTEXT
         conn = self.conn
         hash_key = self.backend.config.hash_key
         if hash_key is None:

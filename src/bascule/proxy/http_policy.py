@@ -38,17 +38,19 @@ What httptools 0.9 (llhttp, strict mode) already does, found by feeding it raw r
 * An exception raised in a callback does not come out of feed_data as itself: httptools
   raises HttpParserCallbackError with the original exception as its __context__.
 
-Speed: this runs once per message, so the hot path avoids per-header function calls: one
-byte-class check over all values joined, one loop that sorts headers into "copied as is"
-and "noted" (the few that matter to us) and interpretation of the noted ones only. The
-module's only state is two bounded memos of already-validated header names and Host
-values; they never change a result, only skip repeated work. bench/http_policy_speed.py
-measures it.
+Speed: this runs once per message, so the hot path avoids per-header Python work. The
+names of a message are looked up as one tuple in a memo of "shapes" (`_Shape`: which
+headers are copied as is, which are noted, their total name length), so each distinct
+sequence of names is checked and sorted once. Values get one byte-class check over all of
+them joined, and heads are rebuilt with C-level joins. The module's only state is bounded
+memos (shapes, lower-cased names, validated Host values, our forwarding header lines);
+they never change a result, only skip repeated work. bench/http_policy_speed.py measures it.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from http import HTTPStatus
 from operator import itemgetter
@@ -123,7 +125,16 @@ _MEMO_LIMIT = 4096
 _MEMO_NAME_MAX = 64  # longer names are checked every time (and counted exactly)
 _lowered_names: dict[bytes, bytes] = {}
 _valid_hosts: dict[bytes, bytes] = {}
+# Header-name sequences already sorted, one memo per side (see _Shape). Only sequences
+# whose names add up to at most _SHAPE_MAX_NAME_BYTES are kept, bounding its memory.
+_SHAPE_MAX_NAME_BYTES = 2048
+_request_shapes: dict[tuple[bytes, ...], _Shape] = {}
+_response_shapes: dict[tuple[bytes, ...], _Shape] = {}
+# Our forwarding header lines by (client IP, Host, proto), for requests that carry none.
+_forwarding_memo: dict[tuple[str, bytes, str], bytes] = {}
+_name_of = itemgetter(0)
 _value_of = itemgetter(1)
+_joined_header = b": ".join
 
 
 @dataclass(slots=True, frozen=True)
@@ -209,6 +220,9 @@ class _Controls:
     forwarding = False  # X-Forwarded-* or Forwarded present
 
 
+_NO_CONTROLS = _Controls()  # never written to: only read when no header was noted
+
+
 # -- requests -------------------------------------------------------------------------------
 
 
@@ -248,8 +262,9 @@ def _check_request(
     authority = None
     if target[:1] != b"/" or 1 in target.translate(_TARGET_CLASS):
         target, authority = _unusual_target(method, target)
-    kept, noted = _sort_headers(headers, limits, "request", _REQUEST_NOTED)
-    controls = _read_controls(noted, "request") if noted else _Controls()
+    shape = _checked_shape(headers, limits, "request", _REQUEST_NOTED)
+    kept = shape.kept(headers)
+    controls = _read_controls(headers, shape.noted, "request") if shape.noted else _NO_CONTROLS
     if controls.content_lengths or controls.transfer_encodings:
         content_length, chunked = _framing(controls, "request")
         if chunked and version == "1.0":
@@ -262,9 +277,9 @@ def _check_request(
         kept = _without_named(kept, controls.named)
     if authority is not None:
         host = authority
-        _set_host_header(kept, authority)
+        kept = _with_host_header(kept, authority)
     elif not controls.hosts:
-        kept.insert(0, (b"Host", b""))  # HTTP/1.0 without Host: RFC 9112 3.2
+        kept = [(b"Host", b""), *kept]  # HTTP/1.0 without Host: RFC 9112 3.2
     http11 = version == "1.1"
     return RequestHead(
         method,
@@ -347,13 +362,12 @@ def _request_host(hosts: tuple[bytes, ...], version: str) -> bytes:
     return b""
 
 
-def _set_host_header(kept: list[Header], host: bytes) -> None:
-    """Make the Host header say `host`: the absolute-form authority wins (RFC 9112 3.2.3)."""
+def _with_host_header(kept: list[Header], host: bytes) -> list[Header]:
+    """`kept` with Host saying `host`: the absolute-form authority wins (RFC 9112 3.2.3)."""
     for index, (name, _) in enumerate(kept):
         if name.lower() == b"host":
-            kept[index] = (name, host)
-            return
-    kept.insert(0, (b"Host", host))
+            return [*kept[:index], (name, host), *kept[index + 1 :]]
+    return [(b"Host", host), *kept]
 
 
 def upstream_request_head(
@@ -366,45 +380,77 @@ def upstream_request_head(
     `client_port` is accepted for interface stability but not sent: RFC 7239 allows a port
     in for=, but it only helps correlate logs and leaks client details to every server.
     """
-    parts = [head.method, b" ", head.target, b" HTTP/1.1\r\n"]
+    headers = head.headers
+    if head.has_forwarding_headers:
+        headers, prior_for, prior_forwarded = _split_forwarding(headers)
+        ours = _forwarding_fields(client_ip, head.host, proto, prior_for, prior_forwarded)
+    else:
+        key = (client_ip, head.host, proto)
+        ours = _forwarding_memo.get(key) or _remember_forwarding(key)
+    if head.content_length is not None:
+        framing = b"Content-Length: %d\r\n\r\n" % head.content_length
+    elif head.chunked:
+        framing = b"Transfer-Encoding: chunked\r\n\r\n"
+    else:
+        framing = b"\r\n"
+    return b"".join(
+        (head.method, b" ", head.target, b" HTTP/1.1\r\n", *_header_lines(headers), ours, framing)
+    )
+
+
+def _header_lines(headers: list[Header]) -> tuple[bytes, ...]:
+    """b"Name: value" lines joined by CRLF, plus the last CRLF; built without a Python loop."""
+    if not headers:
+        return ()
+    return (b"\r\n".join(map(_joined_header, headers)), b"\r\n")
+
+
+def _split_forwarding(headers: list[Header]) -> tuple[list[Header], list[bytes], list[bytes]]:
+    """Headers without X-Forwarded-* / Forwarded, and the client's XFF and Forwarded values."""
+    kept: list[Header] = []
     prior_for: list[bytes] = []
     prior_forwarded: list[bytes] = []
-    if head.has_forwarding_headers:
-        memo = _lowered_names
-        for name, value in head.headers:
-            lname = memo.get(name) or name.lower()
-            if lname not in _PROXY_SET:
-                parts += (name, b": ", value, b"\r\n")
-            elif lname == b"x-forwarded-for":
-                prior_for.append(value)
-            elif lname == b"forwarded":
-                prior_forwarded.append(value)
-    else:
-        for name, value in head.headers:
-            parts += (name, b": ", value, b"\r\n")
+    memo = _lowered_names
+    for name, value in headers:
+        lname = memo.get(name) or name.lower()
+        if lname not in _PROXY_SET:
+            kept.append((name, value))
+        elif lname == b"x-forwarded-for":
+            prior_for.append(value)
+        elif lname == b"forwarded":
+            prior_forwarded.append(value)
+    return kept, prior_for, prior_forwarded
+
+
+def _remember_forwarding(key: tuple[str, bytes, str]) -> bytes:
+    fields = _forwarding_fields(*key, [], [])
+    if len(_forwarding_memo) >= _MEMO_LIMIT:
+        _forwarding_memo.clear()  # many clients: start over rather than grow without bound
+    _forwarding_memo[key] = fields
+    return fields
+
+
+def _forwarding_fields(
+    client_ip: str, host: bytes, proto: str, prior_for: list[bytes], prior_forwarded: list[bytes]
+) -> bytes:
+    """Our X-Forwarded-For/-Proto/-Host and Forwarded header lines, each ending in CRLF."""
     ip = client_ip.encode("ascii")
     proto_bytes = _PROTO_BYTES.get(proto) or proto.encode("ascii")
-    host = head.host
     # RFC 7239 6: an IPv6 node is bracketed and quoted; host is a token or quoted-string.
     node = b'"[' + ip + b']"' if ":" in client_ip else ip or b"unknown"
     element = b"for=" + node + b";host=" + _token_or_quoted(host) if host else b"for=" + node
-    parts += (
-        b"X-Forwarded-For: ",
-        _appended(prior_for, ip) if prior_for else ip,
-        b"\r\nX-Forwarded-Proto: ",
-        proto_bytes,
-        b"\r\nX-Forwarded-Host: " + host if host else b"",
-        b"\r\nForwarded: ",
-        _appended(prior_forwarded, element + b";proto=" + proto_bytes),
-        b"\r\n",
+    return b"".join(
+        (
+            b"X-Forwarded-For: ",
+            _appended(prior_for, ip) if prior_for else ip,
+            b"\r\nX-Forwarded-Proto: ",
+            proto_bytes,
+            b"\r\nX-Forwarded-Host: " + host if host else b"",
+            b"\r\nForwarded: ",
+            _appended(prior_forwarded, element + b";proto=" + proto_bytes),
+            b"\r\n",
+        )
     )
-    if head.content_length is not None:
-        parts.append(b"Content-Length: %d\r\n\r\n" % head.content_length)
-    elif head.chunked:
-        parts.append(b"Transfer-Encoding: chunked\r\n\r\n")
-    else:
-        parts.append(b"\r\n")
-    return b"".join(parts)
 
 
 def _appended(prior: list[bytes], ours: bytes) -> bytes:
@@ -451,8 +497,9 @@ def _check_response(
         raise _PolicyError(
             502, f"control character in the server's reason phrase '{_show(reason)}'"
         )
-    kept, noted = _sort_headers(headers, limits, "response", _RESPONSE_NOTED)
-    controls = _read_controls(noted, "response") if noted else _Controls()
+    shape = _checked_shape(headers, limits, "response", _RESPONSE_NOTED)
+    kept = shape.kept(headers)
+    controls = _read_controls(headers, shape.noted, "response") if shape.noted else _NO_CONTROLS
     if controls.content_lengths or controls.transfer_encodings:
         content_length, chunked = _framing(controls, "response")
         if chunked and version == "1.0":
@@ -486,9 +533,7 @@ def client_response_head(
         raise ValueError("framing 'close' ends the connection: keep_alive must be False")
     if framing == "chunked" and http10_client:
         raise ValueError("an HTTP/1.0 client cannot read chunked framing: use 'close'")
-    parts = [_STATUS_LINE_STARTS[head.status], head.reason, b"\r\n"]
-    for header in head.headers:
-        parts += (header[0], b": ", header[1], b"\r\n")
+    parts = [_STATUS_LINE_STARTS[head.status], head.reason, b"\r\n", *_header_lines(head.headers)]
     if framing == "length" or (framing == "none" and head.content_length is not None):
         if head.content_length is None:
             raise ValueError("framing 'length' needs a response with a Content-Length")
@@ -545,42 +590,75 @@ def _printable(detail: str) -> str:
 # -- shared by both directions --------------------------------------------------------------
 
 
-def _sort_headers(
+def _checked_shape(
     headers: list[Header], limits: HeadLimits, side: str, noted_names: frozenset[bytes]
-) -> tuple[list[Header], list[Header]]:
-    """Check limits and bytes; split into headers copied as is and noted (lname, value).
-
-    Noted headers in _NOTED_BUT_KEPT are in both lists.
-    """
+) -> _Shape:
+    """Check the limits and bytes of a message's headers; return their shape."""
     count = len(headers)
     if count > limits.max_headers:
         raise _PolicyError(431, f"too many {side} headers: {count}, limit {limits.max_headers}")
+    names = tuple(map(_name_of, headers))
+    shapes = _request_shapes if noted_names is _REQUEST_NOTED else _response_shapes
+    shape = shapes.get(names)
+    if shape is None:
+        shape = _Shape(names, side, noted_names)
+        if len(shapes) < _MEMO_LIMIT and shape.name_bytes <= _SHAPE_MAX_NAME_BYTES:
+            shapes[names] = shape
     values = b"".join(map(_value_of, headers))
-    if len(values) + 4 * count > limits.max_header_bytes:
+    if len(values) + shape.name_bytes > limits.max_header_bytes:
         _check_header_bytes(headers, limits, side)
     # llhttp already refuses these; checked again because this is the security boundary.
     if 1 in values.translate(_FIELD_CLASS):
         raise _PolicyError(400, _first_control_byte(headers, side))
-    kept: list[Header] = []
-    noted: list[Header] = []
-    memo = _lowered_names
-    new_names = False
-    for header in headers:
-        lname = memo.get(header[0])
-        if lname is None:
-            lname = _lower_name(header[0], side)
-            new_names = True
-        if lname in noted_names:
-            noted.append((lname, header[1]))
-            if lname in _NOTED_BUT_KEPT:
-                kept.append(header)
+    return shape
+
+
+class _Shape:
+    """What a sequence of header names means, worked out once per distinct sequence.
+
+    Clients and servers send the same names in the same order on nearly every message,
+    so checking each name and sorting it into "copied as is" or "noted" (the few headers
+    that matter to the proxy) is done once and the answer reused. Per message, what is
+    left is a few C-level calls rather than a Python loop over the headers.
+    """
+
+    __slots__ = ("kept", "name_bytes", "noted")
+
+    def __init__(self, names: tuple[bytes, ...], side: str, noted_names: frozenset[bytes]):
+        kept: list[int] = []
+        noted: list[tuple[bytes, int]] = []
+        for index, name in enumerate(names):
+            lname = _lowered_names.get(name) or _lower_name(name, side)
+            if lname in noted_names:
+                noted.append((lname, index))
+                if lname not in _NOTED_BUT_KEPT:
+                    continue
+            kept.append(index)
+        # kept(headers) gives the headers copied as is, as a list, in C.
+        self.kept: Callable[[list[Header]], list[Header]]
+        if len(kept) == len(names):
+            self.kept = list
+        elif len(kept) == 1:
+            self.kept = _one_kept(kept[0])
         else:
-            kept.append(header)
-    # Memoised names are short, so unless a name was new the size is bounded without
-    # adding up the names.
-    if new_names or len(values) + (_MEMO_NAME_MAX + 4) * count > limits.max_header_bytes:
-        _check_header_bytes(headers, limits, side)
-    return kept, noted
+            self.kept = _chain(list, itemgetter(*kept)) if kept else _no_headers
+        self.noted = tuple(noted)  # (lower-cased name, index) of the noted headers
+        self.name_bytes = sum(map(len, names)) + 4 * len(names)  # ": " and CRLF each
+
+
+def _one_kept(index: int) -> Callable[[list[Header]], list[Header]]:
+    return lambda headers: [headers[index]]
+
+
+def _chain(
+    outer: Callable[[tuple[Header, ...]], list[Header]],
+    inner: Callable[[list[Header]], tuple[Header, ...]],
+) -> Callable[[list[Header]], list[Header]]:
+    return lambda headers: outer(inner(headers))
+
+
+def _no_headers(headers: list[Header]) -> list[Header]:
+    return []
 
 
 def _check_header_bytes(headers: list[Header], limits: HeadLimits, side: str) -> None:
@@ -615,10 +693,13 @@ def _first_control_byte(headers: list[Header], side: str) -> str:
     raise AssertionError("unreachable: the caller found a control byte")
 
 
-def _read_controls(noted: list[Header], side: str) -> _Controls:
-    """Interpret the noted (lower-cased name, value) pairs of one message."""
+def _read_controls(
+    headers: list[Header], noted: tuple[tuple[bytes, int], ...], side: str
+) -> _Controls:
+    """Interpret the noted headers of one message, given as (lower-cased name, index)."""
     controls = _Controls()
-    for lname, value in noted:
+    for lname, index in noted:
+        value = headers[index][1]
         if lname == b"host":
             controls.hosts += (value,)
         elif lname == b"connection":

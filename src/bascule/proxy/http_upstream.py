@@ -85,8 +85,11 @@ class UpstreamConnection(asyncio.Protocol):
 
     # -- used by the exchange ----------------------------------------------------
 
-    def attach(self, exchange: Exchange) -> None:
+    def attach(self, exchange: Exchange, request_head: bytes) -> None:
+        """Serve `exchange`, starting with its request head."""
         self.exchange = exchange
+        assert self.transport is not None
+        self.transport.write(request_head)
         self.timer.set(self.loop.time() + self.server_timeout)
 
     def write(self, data: bytes) -> None:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import random
 from typing import TYPE_CHECKING, Protocol
 
-from bascule.balance.base import PickContext
 from bascule.balance.tiers import BackendBalancer
 from bascule.model import BackendSnapshot, ServerView
 
@@ -45,6 +44,7 @@ class BackendRuntime:
         "needs_context",
         "observe_status",
         "outcomes",
+        "pick",
         "sessions",
         "snapshot",
     )
@@ -71,14 +71,15 @@ class BackendRuntime:
         self._rng = rng or random.Random()
         self.snapshot = snapshot
         self.balancer = BackendBalancer(snapshot, config.algorithm, self.loads, self._rng)
+        # pick(ctx, avoid) -> server or None: the current balancer's own method, so a
+        # request costs no extra call level.
+        self.pick = self.balancer.pick
 
     def install(self, snapshot: BackendSnapshot) -> None:
         """Publish a new snapshot: later picks see it, in-flight work is untouched."""
         self.snapshot = snapshot
         self.balancer = BackendBalancer(snapshot, self.config.algorithm, self.loads, self._rng)
-
-    def pick(self, ctx: PickContext, avoid: frozenset[str]) -> ServerView | None:
-        return self.balancer.pick(ctx, avoid)
+        self.pick = self.balancer.pick
 
     def acquire(self, server: ServerView) -> None:
         key = server.key

@@ -70,6 +70,8 @@ class Scenario:
     description: str
     # Milliseconds each wrk connection waits between requests (0 = as fast as it can).
     pace_ms: int = 0
+    # Every request gets its own path and X-Request-Id value (no head repeats another).
+    vary: bool = False
 
 
 SCENARIOS = (
@@ -89,6 +91,16 @@ SCENARIOS = (
             "pays the wake-ups a fast LB saves by batching"
         ),
         pace_ms=10,
+    ),
+    Scenario(
+        "http-keepalive-varied",
+        "http",
+        close_per_request=False,
+        description=(
+            "the same, but every request has its own path and X-Request-Id value, so no "
+            "request head repeats the one before it (as with real clients)"
+        ),
+        vary=True,
     ),
     Scenario(
         "http-close",
@@ -631,11 +643,13 @@ def parse_wrk_output(stdout: str) -> WrkReport:
     raise BenchError(f"wrk printed no BENCH_JSON report; its output ends with: {stdout[-400:]!r}")
 
 
-def run_wrk(
-    load: LoadSettings, port: int, duration_s: int, close: bool, pace_ms: int = 0
-) -> WrkReport:
-    argv = wrk_argv(load, port, duration_s, close)
-    env = {**os.environ, "BENCH_PACE_MS": str(pace_ms)}  # read by wrk_report.lua
+def run_wrk(load: LoadSettings, port: int, duration_s: int, scenario: Scenario) -> WrkReport:
+    argv = wrk_argv(load, port, duration_s, scenario.close_per_request)
+    env = {  # read by wrk_report.lua
+        **os.environ,
+        "BENCH_PACE_MS": str(scenario.pace_ms),
+        "BENCH_VARY": "1" if scenario.vary else "0",
+    }
     try:
         finished = subprocess.run(
             argv, capture_output=True, text=True, timeout=duration_s + 30, check=False, env=env
@@ -700,9 +714,9 @@ def measure(lb: RunningLb, scenario: Scenario, load: LoadSettings) -> Sample:
     """Warm up, then one measured wrk run with the LB's CPU sampled around it."""
     assert lb.process is not None
     if load.warmup_s > 0:
-        run_wrk(load, lb.port, load.warmup_s, scenario.close_per_request, scenario.pace_ms)
+        run_wrk(load, lb.port, load.warmup_s, scenario)
     before = tree_cpu_ticks(lb.process.pid)
-    report = run_wrk(load, lb.port, load.duration_s, scenario.close_per_request, scenario.pace_ms)
+    report = run_wrk(load, lb.port, load.duration_s, scenario)
     after = tree_cpu_ticks(lb.process.pid)
     if not lb.process.is_running():
         raise BenchError(f"exited during the run: {lb.process.output_tail()}")

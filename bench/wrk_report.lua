@@ -14,6 +14,17 @@ if pace_ms > 0 then
   end
 end
 
+-- BENCH_VARY=1 gives every request its own path and X-Request-Id value, so no
+-- request head repeats the previous one on its connection.
+if os.getenv("BENCH_VARY") == "1" then
+  local counter = 0
+  request = function()
+    counter = counter + 1
+    local id = tostring(counter)
+    return wrk.format(nil, "/item/" .. id, { ["X-Request-Id"] = id })
+  end
+end
+
 done = function(summary, latency, requests)
   local errors = summary.errors
   io.write(string.format(

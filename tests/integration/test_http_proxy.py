@@ -405,6 +405,23 @@ async def test_idle_keep_alive_and_slow_request_head_timeouts() -> None:
     assert len(b.requests) == 1
 
 
+async def test_stalled_head_on_a_kept_alive_connection_gets_408_not_the_idle_timeout() -> None:
+    b = await Backend("s1").start()
+    port = free_port()
+    cfg = http_config(
+        port, {"s1": b.port}, frontend_extra="timeouts: {client: 30s, http_request: 300ms}"
+    )
+    async with running(cfg):
+        client = await Client.connect(port)
+        client.send(get())
+        assert (await client.read())[0].status == 200
+        client.send(b"GET /second HTTP/1.1\r\nHost: h\r\n")  # this head never ends
+        got = await client.read(timeout=3)  # far sooner than the 30 s idle timeout
+        assert got and got[0].status == 408
+        client.close()
+    assert len(b.requests) == 1
+
+
 async def test_graceful_stop_lets_in_flight_request_finish() -> None:
     async def slow(req: Request, transport: asyncio.Transport) -> None:
         await asyncio.sleep(0.3)

@@ -27,12 +27,10 @@ from bascule.proxy.connect import ConnectError, open_connection
 from bascule.proxy.http_policy import (
     Framing,
     RequestHead,
+    RequestMemo,
     ResponseHead,
-    check_request_head,
-    check_response_head,
     client_response_head,
     error_response,
-    upstream_request_head,
 )
 from bascule.proxy.http_upstream import UpstreamConnection, parser_reason
 from bascule.proxy.timers import LazyTimer
@@ -64,6 +62,7 @@ class Exchange:
         "framing",
         "head",
         "head_sent",
+        "head_wire",
         "http11",
         "keep_alive",
         "request_done",
@@ -77,9 +76,12 @@ class Exchange:
         "wire_bytes",
     )
 
-    def __init__(self, conn: HttpClientConnection, head: RequestHead, backend: BackendRuntime):
+    def __init__(
+        self, conn: HttpClientConnection, head: RequestHead, wire: bytes, backend: BackendRuntime
+    ):
         self.conn = conn
         self.head = head
+        self.head_wire = wire  # the request head as sent to a server (on every attempt)
         self.backend = backend
         self.server: ServerView | None = None
         self.upstream: UpstreamConnection | None = None
@@ -149,7 +151,7 @@ class Exchange:
     def _send_on(self, upstream: UpstreamConnection) -> None:
         self.upstream = upstream
         conn = self.conn
-        upstream.attach(self, upstream_request_head(self.head, conn.client_ip, conn.client_port))
+        upstream.attach(self, self.head_wire)
         if conn.write_paused:
             # The client is still behind on an earlier response: uvloop will not say
             # pause_writing again, so apply it to this server now.
@@ -206,7 +208,7 @@ class Exchange:
         headers: list[tuple[bytes, bytes]],
     ) -> None:
         conn = self.conn
-        response = check_response_head(status, reason, version, headers, conn.frontend.limits)
+        response = upstream.memo.check(status, reason, version, headers, conn.frontend.limits)
         self.response_started = True
         if self.backend.observe_status and status >= 200 and self.server is not None:
             self.backend.outcomes.response_status(self.server, status)
@@ -230,7 +232,9 @@ class Exchange:
         if self.framing == "close" or last or not self.request_done:
             # A request body still arriving would desynchronise the next request.
             self.keep_alive = False
-        conn.write(client_response_head(response, self.framing, self.keep_alive, not self.http11))
+        conn.write(
+            upstream.memo.client_head(response, self.framing, self.keep_alive, not self.http11)
+        )
         self.head_sent = True
         if is_head and not response.no_body:
             upstream.skip_body()
@@ -266,8 +270,7 @@ class Exchange:
         if response is None or self.upstream is not upstream:
             return
         if response.content_length is None and not response.chunked and not response.no_body:
-            response.keep_alive = False
-            self.response_complete(upstream)
+            self.response_complete(upstream, reusable=False)
 
     def upstream_lost(self, upstream: UpstreamConnection, reason: str) -> None:
         if self.upstream is not upstream or self.finished:
@@ -398,6 +401,7 @@ class HttpClientConnection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.client_ip = "0.0.0.0"
         self.client_port = 0
+        self.memo = RequestMemo(self.client_ip, self.client_port)
         self.closed = False
         self.closing = False  # no new request after the current one
         self.active: Exchange | None = None
@@ -425,6 +429,7 @@ class HttpClientConnection(asyncio.Protocol):
         peer = transport.get_extra_info("peername")
         if peer:
             self.client_ip, self.client_port = peer[0], peer[1]
+            self.memo = RequestMemo(self.client_ip, self.client_port)
         self.frontend.connection_opened(self)
         self.frontend.admit(self, self._admitted)
         if not self.admitted:
@@ -487,6 +492,8 @@ class HttpClientConnection(asyncio.Protocol):
                 self._head_bytes += len(data)
                 if self._head_bytes > self._head_budget:
                     self._reject(431, "request header section too large")
+                elif self.active is None and self._timer_kind != _TIMER_HEAD:
+                    self._arm(_TIMER_HEAD, self.frontend.timeouts.http_request)
 
     def eof_received(self) -> bool:
         if self.active is None and not self.queue:
@@ -522,8 +529,8 @@ class HttpClientConnection(asyncio.Protocol):
         self._url = b""
         self._headers = []
         self._in_head = True
-        if self.active is None:
-            self._arm(_TIMER_HEAD, self.frontend.timeouts.http_request)
+        # The head timer is armed only if the head is still incomplete at the end of
+        # this read (see data_received): most heads arrive whole, and need none.
 
     def on_url(self, url: bytes) -> None:
         self._url += url
@@ -544,20 +551,20 @@ class HttpClientConnection(asyncio.Protocol):
         self._in_head = False
         self._head_bytes = 0
         parser = self.parser
-        version = parser.get_http_version()
-        head = check_request_head(
-            parser.get_method(), self._url, version, self._headers, self.limits
+        head, wire = self.memo.check(
+            parser.get_method(), self._url, parser.get_http_version(), self._headers, self.limits
         )
-        backend = self.frontend.route(head)
-        exchange = Exchange(self, head, backend)
+        exchange = Exchange(self, head, wire, self.frontend.route(head))
         self.receiving = exchange
         if not head.keep_alive:
             self.closing = True
         if self.active is None:
             self.active = exchange
-            self._arm(
-                _TIMER_NONE if exchange.request_done else _TIMER_BODY, self.frontend.timeouts.client
-            )
+            if exchange.request_done:
+                self._timer_kind = _TIMER_NONE
+                self.timer.deadline = None  # the lazy timer then expires without effect
+            else:
+                self._arm(_TIMER_BODY, self.frontend.timeouts.client)
             exchange.start()
         else:
             self.queue.append(exchange)

@@ -587,6 +587,126 @@ def _printable(detail: str) -> str:
     return cleaned + "..." if len(detail) > _ERROR_DETAIL_LIMIT else cleaned
 
 
+# -- repeated heads ---------------------------------------------------------------------------
+
+
+class RequestMemo:
+    """One client connection's last request head, what the policy made of it, and the
+    head sent upstream for it.
+
+    A client sends nearly the same head on every request of a connection: the same
+    method and headers, often another path. When a head has exactly the method, version
+    and headers of the previous one and a plain origin-form target ("/..."), the policy
+    would decide the same thing but for the target: the verdict and the upstream head
+    are reused with the new target instead of being worked out again. Anything else goes
+    through `check_request_head` and becomes the new memo. Exact comparisons only, so
+    the result is always what `check_request_head` + `upstream_request_head` give.
+    """
+
+    __slots__ = ("_client_ip", "_client_port", "_head", "_raw", "_suffix", "_wire")
+
+    def __init__(self, client_ip: str, client_port: int) -> None:
+        self._client_ip = client_ip
+        self._client_port = client_port
+        self._raw: list[Header] | None = None  # headers as received, for comparison
+        self._head: RequestHead | None = None
+        self._wire = b""  # upstream head of _head
+        self._suffix = b""  # _wire after "METHOD TARGET"
+
+    def check(
+        self, method: bytes, target: bytes, version: str, headers: list[Header], limits: HeadLimits
+    ) -> tuple[RequestHead, bytes]:
+        """(checked head, head to send upstream); raises ClientProtocolError like
+        `check_request_head`."""
+        head = self._head
+        if head is not None and headers == self._raw and method == head.method:
+            if target == head.target and version == head.version:
+                return head, self._wire
+            if version == head.version and _plain_target(target, limits):
+                return self._retargeted(head, target)
+        head = check_request_head(method, target, version, headers, limits)
+        wire = upstream_request_head(head, self._client_ip, self._client_port)
+        if _plain_target(target, limits):  # an absolute-form target changed Host: not reused
+            self._raw, self._head, self._wire = headers, head, wire
+            self._suffix = wire[len(method) + 1 + len(target) :]
+        else:
+            self._head = None
+        return head, wire
+
+    def _retargeted(self, head: RequestHead, target: bytes) -> tuple[RequestHead, bytes]:
+        head = RequestHead(
+            head.method,
+            target,
+            head.version,
+            head.host,
+            head.headers,
+            head.content_length,
+            head.chunked,
+            head.keep_alive,
+            head.idempotent,
+            head.expects_continue,
+            head.has_forwarding_headers,
+        )
+        wire = b"".join((head.method, b" ", target, self._suffix))
+        self._head, self._wire = head, wire
+        return head, wire
+
+
+def _plain_target(target: bytes, limits: HeadLimits) -> bool:
+    """Origin-form within the length limit: the policy passes it through unchanged."""
+    return (
+        target[:1] == b"/"
+        and len(target) <= limits.max_request_line
+        and 1 not in target.translate(_TARGET_CLASS)
+    )
+
+
+class ResponseMemo:
+    """One server connection's last response head, what the policy made of it, and the
+    last head sent to a client for it.
+
+    A server answers with the same headers again and again (nginx's Date changes once a
+    second). A response head exactly equal to the previous one gets the same verdict and
+    the same client head; anything else goes through `check_response_head`.
+    """
+
+    __slots__ = ("_client_head", "_client_key", "_head", "_raw")
+
+    def __init__(self) -> None:
+        self._raw: list[Header] | None = None
+        self._head: ResponseHead | None = None
+        self._client_key: tuple[ResponseHead, Framing, bool, bool] | None = None
+        self._client_head = b""
+
+    def check(
+        self, status: int, reason: bytes, version: str, headers: list[Header], limits: HeadLimits
+    ) -> ResponseHead:
+        """Like `check_response_head` (raises UpstreamProtocolError the same way)."""
+        head = self._head
+        if (
+            head is not None
+            and headers == self._raw
+            and status == head.status
+            and reason == head.reason
+            and version == head.version
+        ):
+            return head
+        head = check_response_head(status, reason, version, headers, limits)
+        self._raw, self._head = headers, head
+        return head
+
+    def client_head(
+        self, head: ResponseHead, framing: Framing, keep_alive: bool, http10_client: bool
+    ) -> bytes:
+        """Like `client_response_head`."""
+        key = (head, framing, keep_alive, http10_client)
+        if key == self._client_key:
+            return self._client_head
+        data = client_response_head(head, framing, keep_alive, http10_client)
+        self._client_key, self._client_head = key, data
+        return data
+
+
 # -- shared by both directions --------------------------------------------------------------
 
 

@@ -15,7 +15,7 @@ import httptools
 
 from bascule.errors import UpstreamProtocolError
 from bascule.model import ServerView
-from bascule.proxy.http_policy import HeadLimits
+from bascule.proxy.http_policy import HeadLimits, ResponseMemo
 from bascule.proxy.pool import UpstreamPool
 from bascule.proxy.timers import LazyTimer
 
@@ -43,6 +43,7 @@ class UpstreamConnection(asyncio.Protocol):
         "idle_since",
         "limits",
         "loop",
+        "memo",
         "parser",
         "paused",
         "pool",
@@ -68,6 +69,7 @@ class UpstreamConnection(asyncio.Protocol):
         self.server_timeout = server_timeout
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpResponseParser(self)
+        self.memo = ResponseMemo()  # this server's last response head and its verdict
         self.exchange: Exchange | None = None
         self.backend: BackendRuntime | None = None  # set when on_down needs tracking
         self.idle_since = 0.0
@@ -100,7 +102,7 @@ class UpstreamConnection(asyncio.Protocol):
     def release(self, reusable: bool) -> None:
         """The exchange is over: back to the pool when reusable, else closed."""
         self.exchange = None
-        self.timer.set(None)
+        self.timer.deadline = None  # the lazy timer then expires without effect
         if self._reset_parser:
             self.parser = httptools.HttpResponseParser(self)
             self._reset_parser = False

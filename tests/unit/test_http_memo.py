@@ -1,0 +1,149 @@
+"""The per-connection memos give exactly what the policy gives, for any run of heads.
+
+A connection's RequestMemo/ResponseMemo reuses the previous verdict when a head repeats.
+These tests feed random runs of heads (repeats, near-repeats, other targets, absolute-form
+targets, invalid heads) through one memo and through the plain policy functions, and
+require the same result or the same refusal every time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import astuple
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from bascule.errors import ClientProtocolError, UpstreamProtocolError
+from bascule.proxy.http_policy import (
+    HeadLimits,
+    RequestMemo,
+    ResponseMemo,
+    check_request_head,
+    check_response_head,
+    client_response_head,
+    upstream_request_head,
+)
+
+LIMITS = HeadLimits(max_request_line=64)
+Headers = list[tuple[bytes, bytes]]
+
+REQUEST_HEADERS: list[Headers] = [
+    [(b"Host", b"a.example")],
+    [(b"Host", b"b.example")],
+    [(b"Host", b"a.example"), (b"Connection", b"close")],
+    [(b"Host", b"a.example"), (b"Content-Length", b"5")],
+    [(b"Host", b"a.example"), (b"X-Forwarded-For", b"203.0.113.9")],
+    [(b"Host", b"a.example"), (b"Transfer-Encoding", b"chunked")],
+    [(b"Host", b"a.example"), (b"Content-Length", b"x")],  # refused
+    [(b"Host", b"a.example"), (b"Host", b"b.example")],  # refused
+    [],  # refused on 1.1, allowed on 1.0
+]
+TARGETS = [
+    b"/",
+    b"/a",
+    b"/b?q=1",
+    b"http://c.example/x",
+    b"*",
+    b"/" + b"x" * 70,  # over the 64-byte limit
+    b"/bad path",
+]
+
+
+@st.composite
+def requests(draw: st.DrawFn) -> tuple[bytes, bytes, str, Headers]:
+    method = draw(st.sampled_from([b"GET", b"POST", b"OPTIONS"]))
+    target = draw(st.sampled_from(TARGETS))
+    version = draw(st.sampled_from(["1.1", "1.0"]))
+    headers = list(draw(st.sampled_from(REQUEST_HEADERS)))  # a new list, as per message
+    return method, target, version, headers
+
+
+def plain_request(method: bytes, target: bytes, version: str, headers: Headers) -> object:
+    try:
+        head = check_request_head(method, target, version, headers, LIMITS)
+    except ClientProtocolError as refused:
+        return ("refused", refused.status, refused.reason)
+    return astuple(head), upstream_request_head(head, "192.0.2.7", 4000)
+
+
+def memo_request(
+    memo: RequestMemo, method: bytes, target: bytes, version: str, h: Headers
+) -> object:
+    try:
+        head, wire = memo.check(method, target, version, h, LIMITS)
+    except ClientProtocolError as refused:
+        return ("refused", refused.status, refused.reason)
+    return astuple(head), wire
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(requests(), min_size=1, max_size=12))
+def test_request_memo_gives_what_the_policy_gives(
+    run: list[tuple[bytes, bytes, str, Headers]],
+) -> None:
+    memo = RequestMemo("192.0.2.7", 4000)
+    for method, target, version, headers in run:
+        expected = plain_request(method, target, version, headers)
+        assert memo_request(memo, method, target, version, list(headers)) == expected
+
+
+def test_absolute_form_authority_is_not_reused_for_the_next_request() -> None:
+    memo = RequestMemo("192.0.2.7", 4000)
+    headers: Headers = [(b"Host", b"a.example")]
+    first, _ = memo.check(b"GET", b"http://c.example/x", "1.1", list(headers), LIMITS)
+    second, wire = memo.check(b"GET", b"/x", "1.1", list(headers), LIMITS)
+    assert (first.host, second.host) == (b"c.example", b"a.example")
+    assert b"Host: a.example\r\n" in wire
+
+
+RESPONSE_HEADERS: list[Headers] = [
+    [(b"Content-Length", b"6")],
+    [(b"Content-Length", b"7")],
+    [(b"Content-Length", b"6"), (b"Connection", b"close")],
+    [(b"Transfer-Encoding", b"chunked")],
+    [(b"Content-Length", b"6"), (b"Content-Length", b"6")],  # refused
+    [],
+]
+
+
+@st.composite
+def responses(draw: st.DrawFn) -> tuple[int, bytes, str, Headers, str, bool, bool]:
+    status = draw(st.sampled_from([200, 204, 304, 404, 100, 700]))
+    reason = draw(st.sampled_from([b"OK", b"Not Found", b"bad\x01"]))
+    version = draw(st.sampled_from(["1.1", "1.0"]))
+    headers = list(draw(st.sampled_from(RESPONSE_HEADERS)))
+    framing = draw(st.sampled_from(["length", "chunked", "none", "close"]))
+    keep_alive = framing != "close" and draw(st.booleans())
+    http10 = framing != "chunked" and draw(st.booleans())
+    return status, reason, version, headers, framing, keep_alive, http10
+
+
+def client_head_or_error(make: object, *args: object) -> object:
+    try:
+        return make(*args)  # type: ignore[operator]
+    except ValueError as wrong:
+        return ("ValueError", str(wrong))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(responses(), min_size=1, max_size=12))
+def test_response_memo_gives_what_the_policy_gives(
+    run: list[tuple[int, bytes, str, Headers, str, bool, bool]],
+) -> None:
+    memo = ResponseMemo()
+    for status, reason, version, headers, framing, keep_alive, http10 in run:
+        try:
+            expected = check_response_head(status, reason, version, headers, LIMITS)
+        except UpstreamProtocolError as refused:
+            try:
+                memo.check(status, reason, version, list(headers), LIMITS)
+            except UpstreamProtocolError as also:
+                assert also.reason == refused.reason
+                continue
+            raise AssertionError("the memo let through a refused response") from None
+        got = memo.check(status, reason, version, list(headers), LIMITS)
+        assert astuple(got) == astuple(expected)
+        args = (framing, keep_alive, http10)
+        assert client_head_or_error(memo.client_head, got, *args) == client_head_or_error(
+            client_response_head, expected, *args
+        )

@@ -385,6 +385,12 @@ async def test_frontend_max_connections_makes_extra_clients_wait() -> None:
         second.close()
 
 
+async def stall_head_expecting_408(client: Client) -> None:
+    client.send(b"GET /stalled HTTP/1.1\r\nHost: h\r\n")  # this head never ends
+    got = await client.read(timeout=3)
+    assert got and got[0].status == 408
+
+
 async def test_idle_keep_alive_and_slow_request_head_timeouts() -> None:
     b = await Backend("s1").start()
     port = free_port()
@@ -397,9 +403,7 @@ async def test_idle_keep_alive_and_slow_request_head_timeouts() -> None:
         assert (await idle.read())[0].status == 200
         assert await idle.wait_closed(timeout=2)
         slow = await Client.connect(port)
-        slow.send(b"GET / HTTP/1.1\r\nHost: h\r\n")  # head never completed
-        got = await slow.read(timeout=2)
-        assert got and got[0].status == 408
+        await stall_head_expecting_408(slow)
         idle.close()
         slow.close()
     assert len(b.requests) == 1
@@ -415,9 +419,7 @@ async def test_stalled_head_on_a_kept_alive_connection_gets_408_not_the_idle_tim
         client = await Client.connect(port)
         client.send(get())
         assert (await client.read())[0].status == 200
-        client.send(b"GET /second HTTP/1.1\r\nHost: h\r\n")  # this head never ends
-        got = await client.read(timeout=3)  # far sooner than the 30 s idle timeout
-        assert got and got[0].status == 408
+        await stall_head_expecting_408(client)  # far sooner than the 30 s idle timeout
         client.close()
     assert len(b.requests) == 1
 

@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint format unit integration system bench bench-failover bench-checks bench-vip clean
+.PHONY: demo test build lint format unit integration system bench bench-failover bench-checks bench-vip clean
 
 $(VENV)/.installed: pyproject.toml
 	@$(PYTHON) -m venv $(VENV) || { echo "cannot create a venv: on Debian run 'apt-get install python3-venv'"; exit 1; }
@@ -15,28 +15,37 @@ $(VENV)/.dev: $(VENV)/.installed
 	$(PY) -m pip install -q -e '.[dev]'
 	@touch $@
 
+# The L7 data path is compiled with mypyc next to its sources (setup.py); rebuild it when
+# they change, or the old compiled code would keep running.
+COMPILED_SOURCES := $(addprefix src/bascule/proxy/,http.py http_policy.py http_upstream.py pool.py runtime.py timers.py)
+$(VENV)/.compiled: $(VENV)/.dev $(COMPILED_SOURCES) setup.py
+	$(PY) setup.py -q build_ext --inplace
+	@touch $@
+
+build: $(VENV)/.compiled
+
 demo: $(VENV)/.installed
 	$(BIN)/bascule demo
 
 lint: $(VENV)/.dev
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tests bench setup.py
+	$(BIN)/ruff format --check src tests bench setup.py
 	$(BIN)/mypy
 
 format: $(VENV)/.dev
-	$(BIN)/ruff format src tests bench
-	$(BIN)/ruff check --fix src tests bench
+	$(BIN)/ruff format src tests bench setup.py
+	$(BIN)/ruff check --fix src tests bench setup.py
 
-test: lint
+test: lint $(VENV)/.compiled
 	$(BIN)/pytest -q -p no:cacheprovider
 
-unit: $(VENV)/.dev
+unit: $(VENV)/.compiled
 	$(BIN)/pytest -q tests/unit
 
-integration: $(VENV)/.dev
+integration: $(VENV)/.compiled
 	$(BIN)/pytest -q tests/integration
 
-bench: $(VENV)/.installed
+bench: $(VENV)/.compiled
 	$(PY) bench/proxy_bench.py
 
 bench-failover: $(VENV)/.installed
@@ -49,4 +58,4 @@ bench-vip: $(VENV)/.installed  # needs root: builds network namespaces
 	$(PY) bench/vip_failover.py
 
 clean:
-	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) build dist src/*.egg-info src/*.so src/bascule/proxy/*.so .pytest_cache .mypy_cache .ruff_cache .hypothesis

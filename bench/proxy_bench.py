@@ -43,8 +43,8 @@ NGINX_STREAM_MODULE = Path("/usr/lib/nginx/modules/ngx_stream_module.so")
 LOOPBACK = "127.0.0.1"
 EXPECTED_BODY = b"hello\n"
 LB_NAMES = ("bascule", "haproxy", "nginx", "bare")
-# LBs that only speak HTTP: not started for TCP scenarios.
-HTTP_ONLY_LBS = frozenset({"bare"})
+# LBs that only forward HTTP keep-alive traffic: not started for TCP or http-close.
+KEEPALIVE_ONLY_LBS = frozenset({"bare"})
 BARE_FORWARDER = BENCH_DIR / "bare_forwarder.py"
 CLOCK_TICKS_PER_SECOND = os.sysconf("SC_CLK_TCK")
 # Targets agreed for Bascule: (scenario, baseline LB, max CPU/request ratio vs that baseline).
@@ -736,7 +736,8 @@ def run_scenario(scenario: Scenario, ctx: RunContext, cells: list[CellResult]) -
     lbs: list[RunningLb] = []
     try:
         for name in ctx.lb_names:
-            if scenario.lb_mode == "tcp" and name in HTTP_ONLY_LBS:
+            keepalive = scenario.lb_mode == "http" and not scenario.close_per_request
+            if name in KEEPALIVE_ONLY_LBS and not keepalive:
                 continue
             lb = start_lb(name, ctx.writers[name], scenario, ctx)
             lbs.append(lb)

@@ -9,6 +9,18 @@ import pytest
 import uvloop
 
 from backends import LIVE
+from bascule.proxy.build import stale_modules
+
+
+def pytest_configure(config: Any) -> None:
+    stale = stale_modules()
+    if stale:
+        pytest.exit(
+            f"the compiled L7 data path is older than the source of {', '.join(stale)}: "
+            "the tests would run the old code. Rebuild it with `make build` (or delete "
+            "src/bascule/proxy/*.so to test the Python code).",
+            returncode=4,
+        )
 
 
 def pytest_asyncio_loop_factories(config: Any, item: Any) -> Mapping[str, Callable[[], Any]]:

@@ -13,6 +13,7 @@ from bascule.control.journal import Journal
 from bascule.control.plane import BackendController
 from bascule.errors import StartupError
 from bascule.health.runner import SharedChecks, check_intervals
+from bascule.proxy.build import data_path_description, stale_modules
 from bascule.proxy.listener import FrontendRuntime
 from bascule.proxy.pool import UpstreamPool
 
@@ -173,6 +174,7 @@ async def serve(config: Config) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, app.request_stop)
     log.info("bascule running (pid %d); SIGTERM or Ctrl-C to stop", _pid())
+    (log.warning if stale_modules() else log.info)(data_path_description())
     await app.wait_stop_requested()
     log.info("stopping: no new connections, in-flight requests get %gs", config.global_.grace)
     await app.stop()

@@ -6,11 +6,14 @@ import asyncio
 import errno
 import socket
 from collections.abc import Callable
-from typing import TypeVar
+from typing import TypeVar, cast
 
 from bascule.model import ServerView
 
-P = TypeVar("P", bound=asyncio.Protocol)
+# Any object with the asyncio.Protocol methods: the L7 connection classes do not subclass
+# asyncio.Protocol so that mypyc can compile them as native classes (uvloop, like
+# asyncio, only calls the methods).
+P = TypeVar("P")
 
 
 class ConnectError(Exception):
@@ -47,7 +50,9 @@ async def open_connection(
     """Connect to `server` within `timeout` seconds or raise ConnectError."""
     try:
         async with asyncio.timeout(timeout):
-            transport, protocol = await loop.create_connection(factory, server.host, server.port)
+            transport, protocol = await loop.create_connection(
+                cast(Callable[[], asyncio.Protocol], factory), server.host, server.port
+            )
     except TimeoutError:
         raise ConnectError(server, f"connect timed out after {timeout:g}s") from None
     except OSError as exc:
@@ -55,4 +60,4 @@ async def open_connection(
     sock = transport.get_extra_info("socket")
     if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-    return transport, protocol
+    return transport, cast(P, protocol)

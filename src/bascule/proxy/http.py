@@ -390,7 +390,7 @@ def _hash_value(head: RequestHead, hash_key: object) -> bytes | None:
     return None
 
 
-class HttpClientConnection(asyncio.Protocol):
+class HttpClientConnection:  # an asyncio protocol; see proxy/connect.py for why no base class
     """One client connection on an HTTP frontend."""
 
     def __init__(self, frontend: FrontendRuntime) -> None:

@@ -204,20 +204,28 @@ class _PolicyError(Exception):
 
 
 class _Controls:
-    """What the noted headers of one message say.
+    """What the noted headers of one message say."""
 
-    The class attributes are the defaults, so the common message (Host, perhaps
-    "Connection: keep-alive") costs one attribute write or two.
-    """
+    __slots__ = (
+        "close",
+        "content_lengths",
+        "expect_continue",
+        "forwarding",
+        "hosts",
+        "keep_alive",
+        "named",
+        "transfer_encodings",
+    )
 
-    hosts: tuple[bytes, ...] = ()
-    content_lengths: tuple[bytes, ...] = ()
-    transfer_encodings: tuple[bytes, ...] = ()
-    named: frozenset[bytes] = frozenset()  # headers that Connection declares hop-by-hop
-    close = False
-    keep_alive = False
-    expect_continue = False
-    forwarding = False  # X-Forwarded-* or Forwarded present
+    def __init__(self) -> None:
+        self.hosts: tuple[bytes, ...] = ()
+        self.content_lengths: tuple[bytes, ...] = ()
+        self.transfer_encodings: tuple[bytes, ...] = ()
+        self.named: frozenset[bytes] = frozenset()  # headers Connection declares hop-by-hop
+        self.close = False
+        self.keep_alive = False
+        self.expect_continue = False
+        self.forwarding = False  # X-Forwarded-* or Forwarded present
 
 
 _NO_CONTROLS = _Controls()  # never written to: only read when no header was noted

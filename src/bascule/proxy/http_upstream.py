@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("bascule.http")
 
 
-class UpstreamConnection(asyncio.Protocol):
+class UpstreamConnection:  # an asyncio protocol; see proxy/connect.py for why no base class
     """One connection to a server, serving one exchange at a time."""
 
     __slots__ = (

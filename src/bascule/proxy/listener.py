@@ -7,7 +7,7 @@ import logging
 import socket
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, cast
 
 from bascule.errors import StartupError
 from bascule.model import ServerView
@@ -68,7 +68,7 @@ class FrontendRuntime:
         from bascule.proxy.http import HttpClientConnection
         from bascule.proxy.tcp import TcpSession
 
-        factory: Callable[[], asyncio.Protocol]
+        factory: Callable[[], object]  # protocol objects (see proxy/connect.py)
         if self.config.mode == "http":
             factory = lambda: HttpClientConnection(self)  # noqa: E731
         else:
@@ -77,7 +77,12 @@ class FrontendRuntime:
         family = socket.AF_INET6 if bind.family == 6 else socket.AF_INET
         try:
             self._server = await self.loop.create_server(
-                factory, bind.host, bind.port, family=family, reuse_address=True, backlog=4096
+                cast(Callable[[], asyncio.Protocol], factory),
+                bind.host,
+                bind.port,
+                family=family,
+                reuse_address=True,
+                backlog=4096,
             )
         except OSError as exc:
             raise StartupError(

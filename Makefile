@@ -12,7 +12,8 @@ $(VENV)/.installed: pyproject.toml
 	@touch $@
 
 $(VENV)/.dev: $(VENV)/.installed
-	$(PY) -m pip install -q -e '.[dev]'
+	# The project itself was built (and compiled) just before: only add the dev tools.
+	BASCULE_PURE_PYTHON=1 $(PY) -m pip install -q -e '.[dev]'
 	@touch $@
 
 # The L7 data path is compiled with mypyc next to its sources (setup.py); rebuild it when

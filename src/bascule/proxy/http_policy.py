@@ -123,6 +123,7 @@ _ERROR_DETAIL_LIMIT = 300
 # stops growing at the limit, so random values from an attacker only cost the slow path.
 _MEMO_LIMIT = 4096
 _MEMO_NAME_MAX = 64  # longer names are checked every time (and counted exactly)
+_MEMO_HOST_MAX = 300  # a DNS name is at most 253 bytes: longer Host values are not kept
 _lowered_names: dict[bytes, bytes] = {}
 _valid_hosts: dict[bytes, bytes] = {}
 # Header-name sequences already sorted, one memo per side (see _Shape). Only sequences
@@ -357,7 +358,7 @@ def _request_host(hosts: tuple[bytes, ...], version: str) -> bytes:
         match = _HOST.fullmatch(hosts[0])
         if match is not None:
             host = match.group(1)
-            if len(_valid_hosts) < _MEMO_LIMIT:
+            if len(_valid_hosts) < _MEMO_LIMIT and len(hosts[0]) <= _MEMO_HOST_MAX:
                 _valid_hosts[hosts[0]] = host
             return host
         if not hosts[0].strip(b" \t"):
@@ -432,6 +433,8 @@ def _split_forwarding(headers: list[Header]) -> tuple[list[Header], list[bytes],
 
 def _remember_forwarding(key: tuple[str, bytes, str]) -> bytes:
     fields = _forwarding_fields(*key, [], [])
+    if len(key[1]) > _MEMO_HOST_MAX:
+        return fields
     if len(_forwarding_memo) >= _MEMO_LIMIT:
         _forwarding_memo.clear()  # many clients: start over rather than grow without bound
     _forwarding_memo[key] = fields

@@ -18,8 +18,8 @@ $(VENV)/.dev: $(VENV)/.installed
 
 # The L7 data path is compiled with mypyc next to its sources (setup.py); rebuild it when
 # they change, or the old compiled code would keep running.
-COMPILED_SOURCES := $(addprefix src/bascule/proxy/,http.py http_policy.py http_upstream.py pool.py runtime.py timers.py)
-$(VENV)/.compiled: $(VENV)/.dev $(COMPILED_SOURCES) setup.py
+# (The list is COMPILED_MODULES in src/bascule/proxy/build.py; any proxy module counts here.)
+$(VENV)/.compiled: $(VENV)/.dev $(wildcard src/bascule/proxy/*.py) setup.py
 	$(PY) setup.py -q build_ext --inplace
 	@touch $@
 

@@ -13,20 +13,17 @@ same behaviour, more CPU per request. `bascule run` logs which one it uses.
 from __future__ import annotations
 
 import os
+import runpy
 import sys
 from typing import Any
 
 from setuptools import setup
 from setuptools.command.build_ext import build_ext
 
-COMPILED = [
-    "src/bascule/proxy/http.py",
-    "src/bascule/proxy/http_policy.py",
-    "src/bascule/proxy/http_upstream.py",
-    "src/bascule/proxy/pool.py",
-    "src/bascule/proxy/runtime.py",
-    "src/bascule/proxy/timers.py",
-]
+# The list lives in src/bascule/proxy/build.py, which also checks it at run time; it is
+# read by path because the package is not importable while it is being built.
+_BUILD = runpy.run_path("src/bascule/proxy/build.py")
+COMPILED = [f"src/bascule/proxy/{name}.py" for name in _BUILD["COMPILED_MODULES"]]
 
 
 def pure_python(reason: str) -> list[Any]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib.machinery
 from pathlib import Path
 
-# Keep in step with COMPILED in setup.py.
+# What setup.py compiles (it reads this list).
 COMPILED_MODULES = ("http", "http_policy", "http_upstream", "pool", "runtime", "timers")
 _HERE = Path(__file__).resolve().parent
 

@@ -630,10 +630,15 @@ class RequestMemo:
         """(checked head, head to send upstream); raises ClientProtocolError like
         `check_request_head`."""
         head = self._head
-        if head is not None and headers == self._raw and method == head.method:
-            if target == head.target and version == head.version:
+        if (
+            head is not None
+            and headers == self._raw
+            and method == head.method
+            and version == head.version
+        ):
+            if target == head.target:
                 return head, self._wire
-            if version == head.version and _plain_target(target, limits):
+            if _plain_target(target, limits):
                 return self._retargeted(head, target)
         head = check_request_head(method, target, version, headers, limits)
         wire = upstream_request_head(head, self._client_ip, self._client_port)

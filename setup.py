@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import runpy
 import sys
+from pathlib import Path
 from typing import Any
 
 from setuptools import setup
@@ -22,7 +23,7 @@ from setuptools.command.build_ext import build_ext
 
 # The list lives in src/bascule/proxy/build.py, which also checks it at run time; it is
 # read by path because the package is not importable while it is being built.
-_BUILD = runpy.run_path("src/bascule/proxy/build.py")
+_BUILD = runpy.run_path(str(Path(__file__).parent / "src" / "bascule" / "proxy" / "build.py"))
 COMPILED = [f"src/bascule/proxy/{name}.py" for name in _BUILD["COMPILED_MODULES"]]
 
 

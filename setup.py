@@ -46,19 +46,20 @@ def extensions() -> list[Any]:
 
 
 class OptionalBuildExt(build_ext):
-    """A failed C build leaves the Python modules in place instead of failing the install."""
+    """A failed C build leaves the Python modules in place instead of failing the install.
+
+    mypyc puts the code of every module in one shared library and gives each module a stub
+    that imports it, so a partial build would break imports: on any failure, every
+    compiled file built so far is removed and all the modules run as Python.
+    """
 
     def run(self) -> None:
         try:
             super().run()
         except Exception as exc:
+            for ext in self.extensions:
+                Path(self.get_ext_fullpath(ext.name)).unlink(missing_ok=True)
             pure_python(f"C build failed: {exc}")
-
-    def build_extension(self, ext: Any) -> None:
-        try:
-            super().build_extension(ext)
-        except Exception as exc:
-            pure_python(f"C build of {ext.name} failed: {exc}")
 
 
 setup(ext_modules=extensions(), cmdclass={"build_ext": OptionalBuildExt})

@@ -385,6 +385,14 @@ async def test_frontend_max_connections_makes_extra_clients_wait() -> None:
         second.close()
 
 
+async def served_once(port: int) -> Client:
+    """A client connection that got one answer and is now kept alive."""
+    client = await Client.connect(port)
+    client.send(get())
+    assert (await client.read())[0].status == 200
+    return client
+
+
 async def stall_head_expecting_408(client: Client) -> None:
     client.send(b"GET /stalled HTTP/1.1\r\nHost: h\r\n")  # this head never ends
     got = await client.read(timeout=3)
@@ -398,9 +406,7 @@ async def test_idle_keep_alive_and_slow_request_head_timeouts() -> None:
         port, {"s1": b.port}, frontend_extra="timeouts: {client: 300ms, http_request: 300ms}"
     )
     async with running(cfg):
-        idle = await Client.connect(port)
-        idle.send(get())
-        assert (await idle.read())[0].status == 200
+        idle = await served_once(port)
         assert await idle.wait_closed(timeout=2)
         slow = await Client.connect(port)
         await stall_head_expecting_408(slow)
@@ -416,9 +422,7 @@ async def test_stalled_head_on_a_kept_alive_connection_gets_408_not_the_idle_tim
         port, {"s1": b.port}, frontend_extra="timeouts: {client: 30s, http_request: 300ms}"
     )
     async with running(cfg):
-        client = await Client.connect(port)
-        client.send(get())
-        assert (await client.read())[0].status == 200
+        client = await served_once(port)
         await stall_head_expecting_408(client)  # far sooner than the 30 s idle timeout
         client.close()
     assert len(b.requests) == 1

@@ -161,8 +161,7 @@ class Exchange:
                 upstream.write(piece)
             self.unsent = []
             self.unsent_bytes = 0
-        if conn._paused & _PAUSE_BUFFER:
-            conn.resume_reading(_PAUSE_BUFFER)
+        conn.resume_reading(_PAUSE_BUFFER)
 
     def request_body(self, data: bytes) -> None:
         piece = b"%x\r\n%b\r\n" % (len(data), data) if self.head.chunked else data
@@ -401,7 +400,7 @@ class HttpClientConnection:  # an asyncio protocol; see proxy/connect.py for why
         self.transport: asyncio.Transport | None = None
         self.client_ip = "0.0.0.0"
         self.client_port = 0
-        self.memo = RequestMemo(self.client_ip, self.client_port)
+        self.memo: RequestMemo  # set in connection_made, once the peer is known
         self.closed = False
         self.closing = False  # no new request after the current one
         self.active: Exchange | None = None
@@ -429,7 +428,7 @@ class HttpClientConnection:  # an asyncio protocol; see proxy/connect.py for why
         peer = transport.get_extra_info("peername")
         if peer:
             self.client_ip, self.client_port = peer[0], peer[1]
-            self.memo = RequestMemo(self.client_ip, self.client_port)
+        self.memo = RequestMemo(self.client_ip, self.client_port)
         self.frontend.connection_opened(self)
         self.frontend.admit(self, self._admitted)
         if not self.admitted:
@@ -560,11 +559,9 @@ class HttpClientConnection:  # an asyncio protocol; see proxy/connect.py for why
             self.closing = True
         if self.active is None:
             self.active = exchange
-            if exchange.request_done:
-                self._timer_kind = _TIMER_NONE
-                self.timer.deadline = None  # the lazy timer then expires without effect
-            else:
-                self._arm(_TIMER_BODY, self.frontend.timeouts.client)
+            self._arm(
+                _TIMER_NONE if exchange.request_done else _TIMER_BODY, self.frontend.timeouts.client
+            )
             exchange.start()
         else:
             self.queue.append(exchange)

@@ -50,7 +50,6 @@ they never change a result, only skip repeated work. bench/http_policy_speed.py 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from dataclasses import dataclass
 from http import HTTPStatus
 from operator import itemgetter
@@ -272,7 +271,7 @@ def _check_request(
     if target[:1] != b"/" or 1 in target.translate(_TARGET_CLASS):
         target, authority = _unusual_target(method, target)
     shape = _checked_shape(headers, limits, "request", _REQUEST_NOTED)
-    kept = shape.kept(headers)
+    kept = shape.kept_of(headers)
     controls = _read_controls(headers, shape.noted, "request") if shape.noted else _NO_CONTROLS
     if controls.content_lengths or controls.transfer_encodings:
         content_length, chunked = _framing(controls, "request")
@@ -509,7 +508,7 @@ def _check_response(
             502, f"control character in the server's reason phrase '{_show(reason)}'"
         )
     shape = _checked_shape(headers, limits, "response", _RESPONSE_NOTED)
-    kept = shape.kept(headers)
+    kept = shape.kept_of(headers)
     controls = _read_controls(headers, shape.noted, "response") if shape.noted else _NO_CONTROLS
     if controls.content_lengths or controls.transfer_encodings:
         content_length, chunked = _framing(controls, "response")
@@ -770,31 +769,16 @@ class _Shape:
                 if lname not in _NOTED_BUT_KEPT:
                     continue
             kept.append(index)
-        # kept(headers) gives the headers copied as is, as a list, in C.
-        self.kept: Callable[[list[Header]], list[Header]]
-        if len(kept) == len(names):
-            self.kept = list
-        elif len(kept) == 1:
-            self.kept = _one_kept(kept[0])
-        else:
-            self.kept = _chain(list, itemgetter(*kept)) if kept else _no_headers
+        # Indexes of the headers copied as is; None when that is all of them.
+        self.kept = None if len(kept) == len(names) else tuple(kept)
         self.noted = tuple(noted)  # (lower-cased name, index) of the noted headers
         self.name_bytes = sum(map(len, names)) + 4 * len(names)  # ": " and CRLF each
 
-
-def _one_kept(index: int) -> Callable[[list[Header]], list[Header]]:
-    return lambda headers: [headers[index]]
-
-
-def _chain(
-    outer: Callable[[tuple[Header, ...]], list[Header]],
-    inner: Callable[[list[Header]], tuple[Header, ...]],
-) -> Callable[[list[Header]], list[Header]]:
-    return lambda headers: outer(inner(headers))
-
-
-def _no_headers(headers: list[Header]) -> list[Header]:
-    return []
+    def kept_of(self, headers: list[Header]) -> list[Header]:
+        """The headers copied as is, in order (a new list)."""
+        if self.kept is None:
+            return list(headers)
+        return [headers[index] for index in self.kept]
 
 
 def _check_header_bytes(headers: list[Header], limits: HeadLimits, side: str) -> None:

@@ -102,7 +102,7 @@ class UpstreamConnection:  # an asyncio protocol; see proxy/connect.py for why n
     def release(self, reusable: bool) -> None:
         """The exchange is over: back to the pool when reusable, else closed."""
         self.exchange = None
-        self.timer.deadline = None  # the lazy timer then expires without effect
+        self.timer.set(None)
         if self._reset_parser:
             self.parser = httptools.HttpResponseParser(self)
             self._reset_parser = False

@@ -18,8 +18,9 @@ $(VENV)/.dev: $(VENV)/.installed
 
 # The L7 data path is compiled with mypyc next to its sources (setup.py); rebuild it when
 # they change, or the old compiled code would keep running.
-# (The list is COMPILED_MODULES in src/bascule/proxy/build.py; any proxy module counts here.)
-$(VENV)/.compiled: $(VENV)/.dev $(wildcard src/bascule/proxy/*.py) setup.py
+# (The list is COMPILED_MODULES in src/bascule/proxy/build.py; any proxy or balance module
+# counts here.)
+$(VENV)/.compiled: $(VENV)/.dev $(wildcard src/bascule/proxy/*.py src/bascule/balance/*.py) setup.py
 	$(PY) setup.py -q build_ext --inplace
 	@touch $@
 
@@ -59,4 +60,4 @@ bench-vip: $(VENV)/.installed  # needs root: builds network namespaces
 	$(PY) bench/vip_failover.py
 
 clean:
-	rm -rf $(VENV) build dist src/*.egg-info src/*.so src/bascule/proxy/*.so .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) build dist src/*.egg-info src/*.so src/bascule/proxy/*.so src/bascule/balance/*.so .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -2,8 +2,9 @@
 
 The modules in COMPILED are ordinary typed Python (mypy --strict checks them like the
 rest). mypyc, which comes with mypy, turns them into one C extension: the per-request
-path of the HTTP proxy then runs about 40% fewer instructions (bench/proxy_path.py). The
-rest of Bascule runs at most a few times per second and stays Python.
+path of the HTTP proxy (and the balancers it calls) then runs about 40% fewer
+instructions (bench/proxy_path.py). The rest of Bascule runs at most a few times per
+second and stays Python.
 
 Without a C compiler or the Python headers (Debian: `apt-get install gcc python3-dev`),
 or with BASCULE_PURE_PYTHON=1, nothing is compiled and the same modules run as Python:
@@ -24,7 +25,7 @@ from setuptools.command.build_ext import build_ext
 # The list lives in src/bascule/proxy/build.py, which also checks it at run time; it is
 # read by path because the package is not importable while it is being built.
 _BUILD = runpy.run_path(str(Path(__file__).parent / "src" / "bascule" / "proxy" / "build.py"))
-COMPILED = [f"src/bascule/proxy/{name}.py" for name in _BUILD["COMPILED_MODULES"]]
+COMPILED = [f"src/bascule/{name}.py" for name in _BUILD["COMPILED_MODULES"]]
 
 
 def pure_python(reason: str) -> list[Any]:

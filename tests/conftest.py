@@ -18,7 +18,7 @@ def pytest_configure(config: Any) -> None:
         pytest.exit(
             f"the compiled L7 data path is older than the source of {', '.join(stale)}: "
             "the tests would run the old code. Rebuild it with `make build` (or delete "
-            "src/bascule/proxy/*.so to test the Python code).",
+            "src/bascule/*/*.so and src/*__mypyc*.so to test the Python code).",
             returncode=4,
         )
 

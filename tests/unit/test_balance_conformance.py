@@ -206,6 +206,25 @@ def test_same_inputs_and_seed_give_the_same_picks(
     assert first_run == second_run
 
 
+@pytest.mark.parametrize("name", ALL_ALGORITHMS)
+@contract
+@given(
+    pool=pools(min_weight=1, states=(ServerState.UP,), with_limits=False),
+    avoided=st.sets(st.integers(0, 11)),
+    requests=st.lists(contexts, max_size=20),
+)
+def test_no_usability_predicate_means_every_server_is_usable(
+    name: str, pool: Pool, avoided: set[int], requests: list[PickContext]
+) -> None:
+    # The tier layer passes None when the snapshot alone shows every server usable.
+    avoid = frozenset(s.key for s in pool.servers if s.index in avoided)
+    asked = build(name, pool.servers, pool.loads)
+    told = build(name, pool.servers, pool.loads)
+    usable = usable_under(pool.loads)
+    by_predicate = [asked.pick(ctx, usable, avoid) for ctx in requests]
+    assert [told.pick(ctx, None, avoid) for ctx in requests] == by_predicate
+
+
 # --- weights ------------------------------------------------------------------
 
 

@@ -17,26 +17,29 @@ def touch(path: Path, mtime: float) -> None:
 
 
 def package(tmp_path: Path) -> Path:
-    here = tmp_path / "src" / "bascule" / "proxy"
-    here.mkdir(parents=True)
-    return here
+    root = tmp_path / "src" / "bascule"
+    (root / "proxy").mkdir(parents=True)
+    (root / "balance").mkdir()
+    return root
 
 
 def test_a_source_edited_after_the_build_is_stale(tmp_path: Path) -> None:
-    here = package(tmp_path)
-    touch(here / f"http{SUFFIX}", 1000)
-    touch(here / "http.py", 2000)
-    touch(here / f"pool{SUFFIX}", 3000)
-    touch(here / "pool.py", 2000)
-    touch(here / "timers.py", 2000)  # not compiled at all: runs as Python, never stale
-    assert stale_modules(here) == ["http"]
+    root = package(tmp_path)
+    touch(root / "proxy" / f"http{SUFFIX}", 1000)
+    touch(root / "proxy" / "http.py", 2000)
+    touch(root / "proxy" / f"pool{SUFFIX}", 3000)
+    touch(root / "proxy" / "pool.py", 2000)
+    touch(root / "proxy" / "timers.py", 2000)  # not compiled at all: runs as Python
+    touch(root / "balance" / f"tiers{SUFFIX}", 1000)
+    touch(root / "balance" / "tiers.py", 2000)
+    assert stale_modules(root) == ["proxy/http", "balance/tiers"]
 
 
 def test_a_newer_shared_library_counts_as_the_build(tmp_path: Path) -> None:
     # mypyc rebuilds the library holding every module's code; a module's own stub file
     # keeps its old time when the stub did not change.
-    here = package(tmp_path)
-    touch(here / f"http{SUFFIX}", 1000)
-    touch(here / "http.py", 2000)
+    root = package(tmp_path)
+    touch(root / "proxy" / f"http{SUFFIX}", 1000)
+    touch(root / "proxy" / "http.py", 2000)
     touch(tmp_path / "src" / f"0123abcd__mypyc{SUFFIX}", 3000)
-    assert stale_modules(here) == []
+    assert stale_modules(root) == []

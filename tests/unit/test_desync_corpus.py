@@ -1,4 +1,5 @@
-"""The HTTP desync corpus through the same path the proxy uses: httptools, then the policy.
+"""The HTTP desync corpus through the same path the proxy uses: llhttp (httptools), the
+head taken whole by a HeadReader, then the policy through a RequestMemo.
 
 Severe cases must be refused and Compliant ones must pass with their headers unchanged.
 Ambiguous and Acceptable cases may go either way; the decisions below are explicit so a
@@ -14,7 +15,8 @@ import httptools
 import pytest
 
 from bascule.errors import ClientProtocolError
-from bascule.proxy.http_policy import HeadLimits, RequestHead, check_request_head
+from bascule.proxy.heads import HeadReader
+from bascule.proxy.http_policy import HeadLimits, RequestHead, RequestMemo, check_request_head
 from bascule.proxy.http_policy import upstream_request_head as rebuild
 from desync_corpus import Case, load_cases, to_raw_request
 
@@ -62,24 +64,23 @@ class Outcome:
 
 
 class _Collector:
-    """The minimal httptools protocol object: collects the head, then applies the policy."""
+    """The minimal httptools protocol object, with the client connection's callbacks:
+    the head is taken whole, then checked."""
 
     def __init__(self) -> None:
-        self.url = b""
-        self.headers: list[tuple[bytes, bytes]] = []
-        self.parser: httptools.HttpRequestParser | None = None
+        self.heads = HeadReader()
+        self.memo = RequestMemo(CLIENT_IP, 4000)
         self.head: RequestHead | None = None
 
-    def on_url(self, url: bytes) -> None:
-        self.url += url
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        self.headers.append((name, value))
+    def on_message_begin(self) -> None:
+        self.heads.message_begun()
 
     def on_headers_complete(self) -> None:
-        assert self.parser is not None
-        method, version = self.parser.get_method(), self.parser.get_http_version()
-        self.head = check_request_head(method, self.url, version, self.headers, HeadLimits())
+        self.head, _wire = self.memo.check(self.heads.take(), HeadLimits())
+        self.heads.skip(None if self.head.chunked else self.head.content_length or 0)
+
+    def on_message_complete(self) -> None:
+        self.heads.message_done()
 
 
 def run_through_proxy_path(raw: bytes, piece: int = 0) -> Outcome:
@@ -89,10 +90,12 @@ def run_through_proxy_path(raw: bytes, piece: int = 0) -> Outcome:
     """
     collector = _Collector()
     parser = httptools.HttpRequestParser(collector)
-    collector.parser = parser
     try:
         for start in range(0, len(raw), piece or len(raw) or 1):
-            parser.feed_data(raw[start : start + (piece or len(raw))])
+            data = raw[start : start + (piece or len(raw))]
+            collector.heads.read(data)
+            parser.feed_data(data)
+            collector.heads.end_of_read()
     except httptools.HttpParserUpgrade:
         pass  # raised after on_headers_complete: the policy has already ruled
     except httptools.HttpParserError as error:
@@ -208,7 +211,7 @@ def test_print_outcome_summary(capsys: pytest.CaptureFixture[str]) -> None:
         for tier in ("Compliant", "Acceptable", "Ambiguous", "Severe")
     ]
     with capsys.disabled():
-        print("\nHTTP desync corpus through httptools + check_request_head:")
+        print("\nHTTP desync corpus through llhttp + HeadReader + the request policy:")
         print("\n".join(lines))
     assert counts["Severe", "accepted"] == 0
 

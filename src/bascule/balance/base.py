@@ -16,7 +16,6 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Protocol
 
 from bascule.model import ServerView
 
@@ -38,13 +37,22 @@ Usable = Callable[[ServerView], bool]
 """Predicate from the tier layer: state UP, weight > 0, below max_connections."""
 
 
-class Algorithm(Protocol):
-    """A balancing algorithm for one tier of servers."""
+class Algorithm:
+    """A balancing algorithm for one tier of servers: each one subclasses this.
 
-    def pick(self, ctx: PickContext, usable: Usable, avoid: frozenset[str]) -> ServerView | None:
+    A base class rather than a Protocol so that, compiled (see setup.py), the data
+    plane's call to `pick` is a direct call instead of a generic method lookup.
+    """
+
+    __slots__ = ()
+
+    def pick(
+        self, ctx: PickContext, usable: Usable | None, avoid: frozenset[str]
+    ) -> ServerView | None:
         """Return a server for which `usable(server)` is true and whose `key` is not
-        in `avoid`, or None when there is none."""
-        ...
+        in `avoid`, or None when there is none. `usable` None: every server is usable
+        (the tier layer knows that from the snapshot, and skips a call per server)."""
+        raise NotImplementedError
 
 
 AlgorithmFactory = Callable[

@@ -12,11 +12,11 @@ from __future__ import annotations
 import random
 from collections.abc import Mapping, Sequence
 
-from bascule.balance.base import PickContext, Usable
+from bascule.balance.base import Algorithm, PickContext, Usable
 from bascule.model import ServerView
 
 
-class FirstAvailable:
+class FirstAvailable(Algorithm):
     """Picks the lowest-index usable, non-avoided server."""
 
     __slots__ = ("_entries",)
@@ -25,9 +25,11 @@ class FirstAvailable:
         in_order = sorted(servers, key=lambda server: server.index)
         self._entries = tuple((server, server.key) for server in in_order)
 
-    def pick(self, ctx: PickContext, usable: Usable, avoid: frozenset[str]) -> ServerView | None:
+    def pick(
+        self, ctx: PickContext, usable: Usable | None, avoid: frozenset[str]
+    ) -> ServerView | None:
         for server, key in self._entries:
-            if not (avoid and key in avoid) and usable(server):
+            if not (avoid and key in avoid) and (usable is None or usable(server)):
                 return server
         return None
 

@@ -32,7 +32,7 @@ from bisect import bisect_left
 from collections.abc import Callable, Mapping, Sequence
 from functools import lru_cache
 
-from bascule.balance.base import PickContext, Usable
+from bascule.balance.base import Algorithm, PickContext, Usable
 from bascule.balance.round_robin import SmoothRoundRobin
 from bascule.model import ServerView
 
@@ -113,7 +113,7 @@ def _position_of(entry: float) -> int:
     return int(entry) & _POSITION_MASK
 
 
-class ConsistentHash:
+class ConsistentHash(Algorithm):
     """Ketama-style consistent hashing over one tier; `key_of` extracts the request key."""
 
     __slots__ = ("_fallback", "_key_of", "_keys", "_ring", "_server_count", "_servers")
@@ -131,7 +131,9 @@ class ConsistentHash:
         self._key_of = key_of
         self._fallback = SmoothRoundRobin(servers)
 
-    def pick(self, ctx: PickContext, usable: Usable, avoid: frozenset[str]) -> ServerView | None:
+    def pick(
+        self, ctx: PickContext, usable: Usable | None, avoid: frozenset[str]
+    ) -> ServerView | None:
         key = self._key_of(ctx)
         ring = self._ring
         if key is None or not ring:
@@ -141,12 +143,12 @@ class ConsistentHash:
             start = 0
         position = int(ring[start]) & _POSITION_MASK  # inlined: the hot path
         server = self._servers[position]
-        if not (avoid and self._keys[position] in avoid) and usable(server):
+        if not (avoid and self._keys[position] in avoid) and (usable is None or usable(server)):
             return server
         return self._walk_clockwise(start, usable, avoid)
 
     def _walk_clockwise(
-        self, start: int, usable: Usable, avoid: frozenset[str]
+        self, start: int, usable: Usable | None, avoid: frozenset[str]
     ) -> ServerView | None:
         """The owner of the first point after `start` that may take the request.
 
@@ -164,7 +166,7 @@ class ConsistentHash:
             if position in rejected:
                 continue
             server = self._servers[position]
-            if not (avoid and self._keys[position] in avoid) and usable(server):
+            if not (avoid and self._keys[position] in avoid) and (usable is None or usable(server)):
                 return server
             rejected.add(position)
         return None

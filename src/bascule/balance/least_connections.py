@@ -17,11 +17,11 @@ import random
 from collections.abc import Mapping, Sequence
 from itertools import islice
 
-from bascule.balance.base import PickContext, Usable
+from bascule.balance.base import Algorithm, PickContext, Usable
 from bascule.model import ServerView
 
 
-class LeastConnections:
+class LeastConnections(Algorithm):
     """Weighted least connections with round-robin among tied servers."""
 
     __slots__ = ("_entries", "_loads", "_next_start", "_size")
@@ -34,7 +34,9 @@ class LeastConnections:
         self._loads = loads
         self._next_start = 0
 
-    def pick(self, ctx: PickContext, usable: Usable, avoid: frozenset[str]) -> ServerView | None:
+    def pick(
+        self, ctx: PickContext, usable: Usable | None, avoid: frozenset[str]
+    ) -> ServerView | None:
         entries = self._entries
         loads = self._loads
         start = self._next_start
@@ -52,7 +54,9 @@ class LeastConnections:
             need = loads.get(key, 0) + 1
             # Usability is asked last, and only of a server that would win:
             # the predicate is the costliest step and most servers lose anyway.
-            if (best is None or need * best_weight < best_need * weight) and usable(server):
+            if (best is None or need * best_weight < best_need * weight) and (
+                usable is None or usable(server)
+            ):
                 best, best_position, best_need, best_weight = server, position, need, weight
         if best is not None:
             self._next_start = (best_position + 1) % self._size

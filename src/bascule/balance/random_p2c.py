@@ -22,13 +22,13 @@ from bisect import bisect_right
 from collections.abc import Mapping, Sequence
 from itertools import accumulate
 
-from bascule.balance.base import PickContext, Usable
+from bascule.balance.base import Algorithm, PickContext, Usable
 from bascule.model import ServerView
 
 _REDRAWS_BEFORE_SCAN = 4
 
 
-class PowerOfTwoChoices:
+class PowerOfTwoChoices(Algorithm):
     """Weighted power-of-two-choices over one tier."""
 
     __slots__ = ("_cumulative", "_keys", "_loads", "_rng", "_servers", "_total", "_weights")
@@ -46,7 +46,9 @@ class PowerOfTwoChoices:
         self._loads = loads
         self._rng = rng
 
-    def pick(self, ctx: PickContext, usable: Usable, avoid: frozenset[str]) -> ServerView | None:
+    def pick(
+        self, ctx: PickContext, usable: Usable | None, avoid: frozenset[str]
+    ) -> ServerView | None:
         first = self._draw(usable, avoid, -1)
         if first < 0:
             return None
@@ -64,7 +66,7 @@ class PowerOfTwoChoices:
             < loads.get(keys[incumbent], 0) * weights[candidate]
         )
 
-    def _draw(self, usable: Usable, avoid: frozenset[str], other: int) -> int:
+    def _draw(self, usable: Usable | None, avoid: frozenset[str], other: int) -> int:
         """Position of a weighted random eligible server other than `other`, or -1."""
         servers, keys = self._servers, self._keys
         if not servers:
@@ -77,16 +79,18 @@ class PowerOfTwoChoices:
             if (
                 position != other
                 and not (avoid and keys[position] in avoid)
-                and usable(servers[position])
+                and (usable is None or usable(servers[position]))
             ):
                 return position
         return self._draw_by_scan(usable, avoid, other)
 
-    def _draw_by_scan(self, usable: Usable, avoid: frozenset[str], other: int) -> int:
+    def _draw_by_scan(self, usable: Usable | None, avoid: frozenset[str], other: int) -> int:
         eligible = [
             position
             for position, (server, key) in enumerate(zip(self._servers, self._keys, strict=True))
-            if position != other and not (avoid and key in avoid) and usable(server)
+            if position != other
+            and not (avoid and key in avoid)
+            and (usable is None or usable(server))
         ]
         if not eligible:
             return -1

@@ -17,11 +17,11 @@ from __future__ import annotations
 import random
 from collections.abc import Mapping, Sequence
 
-from bascule.balance.base import PickContext, Usable
+from bascule.balance.base import Algorithm, PickContext, Usable
 from bascule.model import ServerView
 
 
-class SmoothRoundRobin:
+class SmoothRoundRobin(Algorithm):
     """nginx's smooth weighted round-robin over one tier of servers."""
 
     __slots__ = ("_current", "_entries")
@@ -34,14 +34,16 @@ class SmoothRoundRobin:
         )
         self._current = [0] * len(self._entries)
 
-    def pick(self, ctx: PickContext, usable: Usable, avoid: frozenset[str]) -> ServerView | None:
+    def pick(
+        self, ctx: PickContext, usable: Usable | None, avoid: frozenset[str]
+    ) -> ServerView | None:
         current = self._current
         best: ServerView | None = None
         best_position = -1
         best_current = 0
         total = 0
         for position, server, key, weight in self._entries:
-            if (avoid and key in avoid) or not usable(server):
+            if (avoid and key in avoid) or (usable is not None and not usable(server)):
                 continue
             raised = current[position] + weight
             current[position] = raised

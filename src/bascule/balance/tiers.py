@@ -63,7 +63,6 @@ class BackendBalancer:
         primaries = snapshot.primaries
         backups = snapshot.backups
         self._snapshot = snapshot
-        self._usable = usable_under(loads)
         self._using_backups = bool(backups) and not any(
             server.takes_new_traffic for server in primaries
         )
@@ -71,6 +70,10 @@ class BackendBalancer:
         # only its algorithm is built (a hash ring costs real time to build).
         tier = backups if self._using_backups else primaries
         self._active: Algorithm | None = factory(tier, loads, rng) if tier else None
+        # When the snapshot alone says every server of the tier is usable (all UP, with
+        # weight, no max_connections), the algorithm need not ask server by server.
+        always = all(s.takes_new_traffic and s.max_connections == 0 for s in tier)
+        self._usable: Usable | None = None if always else usable_under(loads)
 
     @property
     def snapshot(self) -> BackendSnapshot:

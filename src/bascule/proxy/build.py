@@ -1,4 +1,4 @@
-"""Whether the L7 data path runs compiled (mypyc, see setup.py) or as Python.
+"""Whether the data path runs compiled (mypyc, see setup.py) or as Python.
 
 An editable install builds the compiled modules next to their sources, and Python
 imports a compiled module before its .py file. A source edited after the build would
@@ -11,34 +11,51 @@ from __future__ import annotations
 import importlib.machinery
 from pathlib import Path
 
-# What setup.py compiles (it reads this list).
-COMPILED_MODULES = ("http", "http_policy", "http_upstream", "pool", "runtime", "timers")
-_HERE = Path(__file__).resolve().parent
+# What setup.py compiles (it reads this list): the per-request path of the L7 proxy and
+# the balancers it calls, as paths under src/bascule without ".py".
+COMPILED_MODULES = (
+    "proxy/heads",
+    "proxy/http",
+    "proxy/http_policy",
+    "proxy/http_upstream",
+    "proxy/pool",
+    "proxy/runtime",
+    "proxy/timers",
+    "balance/base",
+    "balance/first",
+    "balance/hashing",
+    "balance/least_connections",
+    "balance/random_p2c",
+    "balance/registry",
+    "balance/round_robin",
+    "balance/tiers",
+)
+_ROOT = Path(__file__).resolve().parent.parent  # src/bascule
 
 
-def _compiled_file(name: str, here: Path = _HERE) -> Path | None:
+def _compiled_file(name: str, root: Path = _ROOT) -> Path | None:
     for suffix in importlib.machinery.EXTENSION_SUFFIXES:
-        candidate = here / f"{name}{suffix}"
+        candidate = root / f"{name}{suffix}"
         if candidate.exists():
             return candidate
     return None
 
 
-def _built_at(compiled: Path, here: Path) -> float:
+def _built_at(compiled: Path, root: Path) -> float:
     """When a module was last compiled. mypyc puts the code of all the modules in one
     shared library beside the package (`<hash>__mypyc...so`); each module's own file is
     a small stub, rebuilt only when the stub's C changes."""
-    shared = here.parent.parent.glob("*__mypyc*")
+    shared = root.parent.glob("*__mypyc*")
     return max([compiled.stat().st_mtime, *(lib.stat().st_mtime for lib in shared)])
 
 
-def stale_modules(here: Path = _HERE) -> list[str]:
+def stale_modules(root: Path = _ROOT) -> list[str]:
     """Compiled modules older than their source (rebuild: `make build`)."""
     stale = []
     for name in COMPILED_MODULES:
-        compiled = _compiled_file(name, here)
-        source = here / f"{name}.py"
-        if compiled and source.exists() and source.stat().st_mtime > _built_at(compiled, here):
+        compiled = _compiled_file(name, root)
+        source = root / f"{name}.py"
+        if compiled and source.exists() and source.stat().st_mtime > _built_at(compiled, root):
             stale.append(name)
     return stale
 

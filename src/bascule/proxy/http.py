@@ -24,6 +24,7 @@ from bascule.balance.base import PickContext
 from bascule.errors import ClientProtocolError, UpstreamProtocolError
 from bascule.model import ServerView
 from bascule.proxy.connect import ConnectError, open_connection
+from bascule.proxy.heads import HeadReader
 from bascule.proxy.http_policy import (
     Framing,
     RequestHead,
@@ -198,16 +199,10 @@ class Exchange:
 
     # -- response side ----------------------------------------------------------------
 
-    def response_head(
-        self,
-        upstream: UpstreamConnection,
-        status: int,
-        reason: bytes,
-        version: str,
-        headers: list[tuple[bytes, bytes]],
-    ) -> None:
+    def response_head(self, upstream: UpstreamConnection, raw: bytes, status: int) -> None:
+        """The server's response head `raw` (as received), whose status llhttp read."""
         conn = self.conn
-        response = upstream.memo.check(status, reason, version, headers, conn.frontend.limits)
+        response = upstream.memo.check(raw, status, conn.frontend.limits)
         self.response_started = True
         if self.backend.observe_status and status >= 200 and self.server is not None:
             self.backend.outcomes.response_status(self.server, status)
@@ -259,7 +254,7 @@ class Exchange:
         self.upstream = None
         upstream.release(reusable)
         if self.server is not None:
-            self.backend.outcomes.success(self.server)
+            self.backend.success(self.server)
         self._release_server()
         self.conn.exchange_finished(self)
 
@@ -299,7 +294,7 @@ class Exchange:
     def _retry_or_fail(self, reason: str, status: int, counts_against_server: bool) -> None:
         server = self.server
         if server is not None and counts_against_server:
-            self.backend.outcomes.failure(server, reason)
+            self.backend.failure(server, reason)
         sent_something = status != 503  # a connect failure sent nothing
         replayable = not self.response_started and (not sent_something or self.wire is not None)
         if replayable and self.attempts <= self.backend.config.retries and not self.conn.closed:
@@ -328,7 +323,7 @@ class Exchange:
     def _upstream_failed(self, reason: str, status: int) -> None:
         server = self.server
         if server is not None:
-            self.backend.outcomes.failure(server, reason)
+            self.backend.failure(server, reason)
         where = f" ({server.key})" if server is not None else ""
         self._release_server()
         self.fail(status, f"{reason}{where}")
@@ -408,12 +403,10 @@ class HttpClientConnection:  # an asyncio protocol; see proxy/connect.py for why
         self.queue: deque[Exchange] = deque()
         self._paused = 0
         self.write_paused = False
-        self._url = b""
-        self._headers: list[tuple[bytes, bytes]] = []
-        self._head_bytes = 0  # bytes received since the current head began
-        self._in_head = False
+        self.heads = HeadReader()  # where each request head is in what the client sent
         limits = self.limits
         self._head_budget = limits.max_header_bytes + limits.max_request_line + 4096
+        self._line_budget = limits.max_request_line + 64  # method, version, CRLF
         self._timer_kind = _TIMER_IDLE
         self.timer = LazyTimer(self.loop, self._timed_out)
         self.admitted = False
@@ -464,8 +457,11 @@ class HttpClientConnection:  # an asyncio protocol; see proxy/connect.py for why
             self._early.clear()
         if self._timer_kind == _TIMER_BODY:
             self.timer.deadline = self.loop.time() + self.frontend.timeouts.client
+        heads = self.heads
+        heads.read(data)
         try:
             self.parser.feed_data(data)
+            heads.end_of_read()
         except httptools.HttpParserUpgrade:
             self._reject(400, "protocol upgrade requests are not supported")
         except httptools.HttpParserError as exc:
@@ -484,12 +480,13 @@ class HttpClientConnection:  # an asyncio protocol; see proxy/connect.py for why
             else:
                 self._reject(400, f"malformed request: {parser_reason(exc)}")
         else:
-            if self._in_head:
-                # httptools keeps a partial header in memory: stop a head that never ends.
-                # Counting whole reads over-estimates by at most one read, like a
-                # buffer-sized limit (HAProxy tune.bufsize).
-                self._head_bytes += len(data)
-                if self._head_bytes > self._head_budget:
+            if heads.in_head:
+                # The start of an incomplete head is kept (see HeadReader): stop a head
+                # that never ends.
+                carried = heads.carried
+                if carried > self._line_budget and heads.in_first_line:
+                    self._reject(414, "request line too long")
+                elif carried > self._head_budget:
                     self._reject(431, "request header section too large")
                 elif self.active is None and self._timer_kind != _TIMER_HEAD:
                     self._arm(_TIMER_HEAD, self.frontend.timeouts.http_request)
@@ -525,21 +522,12 @@ class HttpClientConnection:  # an asyncio protocol; see proxy/connect.py for why
     # -- httptools callbacks ------------------------------------------------------------
 
     def on_message_begin(self) -> None:
-        self._url = b""
-        self._headers = []
-        self._in_head = True
+        self.heads.message_begun()
         # The head timer is armed only if the head is still incomplete at the end of
         # this read (see data_received): most heads arrive whole, and need none.
 
-    def on_url(self, url: bytes) -> None:
-        self._url += url
-        if len(self._url) > self.limits.max_request_line:
-            raise ClientProtocolError(414, "request line too long")
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        # Exact size and count limits are checked once, at headers-complete, by the
-        # policy; `data_received` bounds memory while a head is still arriving.
-        self._headers.append((name, value))
+    # No on_url or on_header: the head is taken whole (see proxy/heads.py). Exact size
+    # and count limits are checked by the policy; `data_received` bounds memory meanwhile.
 
     def on_headers_complete(self) -> None:
         if self.closing:
@@ -547,13 +535,19 @@ class HttpClientConnection:  # an asyncio protocol; see proxy/connect.py for why
             # but the ones before it still are.
             self._discard_input()
             return
-        self._in_head = False
-        self._head_bytes = 0
-        parser = self.parser
-        head, wire = self.memo.check(
-            parser.get_method(), self._url, parser.get_http_version(), self._headers, self.limits
-        )
-        exchange = Exchange(self, head, wire, self.frontend.route(head))
+        heads = self.heads
+        if heads.lost:
+            # Pipelined in the same read right behind a chunked request: its head cannot
+            # be located (proxy/heads.py). The requests before it are answered, then the
+            # connection closes; the client sends this one again on a new connection.
+            log.info("%s: request pipelined after a chunked body; closing", self.client_ip)
+            self.closing = True
+            self._discard_input()
+            return
+        head, wire = self.memo.check(heads.take(), self.limits)
+        heads.skip(None if head.chunked else head.content_length or 0)
+        frontend = self.frontend
+        exchange = Exchange(self, head, wire, frontend.only_backend or frontend.route(head))
         self.receiving = exchange
         if not head.keep_alive:
             self.closing = True
@@ -572,6 +566,7 @@ class HttpClientConnection:  # an asyncio protocol; see proxy/connect.py for why
             self.receiving.request_body(body)
 
     def on_message_complete(self) -> None:
+        self.heads.message_done()
         exchange = self.receiving
         self.receiving = None
         if exchange is None:
@@ -686,7 +681,7 @@ class HttpClientConnection:  # an asyncio protocol; see proxy/connect.py for why
         if kind == _TIMER_IDLE:
             self.close()
         elif kind == _TIMER_HEAD:
-            if self._url or self._headers or self.active is not None:
+            if self.heads.in_head or self.active is not None:
                 self._reject(408, "request head not received within timeouts.http_request")
             else:
                 self.close()

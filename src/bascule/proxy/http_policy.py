@@ -33,8 +33,12 @@ What httptools 0.9 (llhttp, strict mode) already does, found by feeding it raw r
 * CONNECT, and requests with Upgrade, make feed_data raise HttpParserUpgrade *after*
   on_headers_complete, so this module has already ruled on them (CONNECT gets 501; the
   Upgrade header is hop-by-hop and removed, so the upgrade never reaches a server).
-* on_header is called once per complete header even when a header spans several
-  feed_data chunks; on_url may be called several times (callers concatenate).
+* The proxy does not take heads through on_url/on_header: it takes each head's bytes
+  whole once llhttp accepted it (proxy/heads.py), and `RequestMemo` / `ResponseMemo`
+  split them into what the functions here take.
+* llhttp skips CR/LF bytes before a message; accepts runs of spaces between the
+  request-line's parts; and accepts an "RTSP/1.0" version, which reaches us as a version
+  we refuse (505).
 * An exception raised in a callback does not come out of feed_data as itself: httptools
   raises HttpParserCallbackError with the original exception as its __context__.
 
@@ -56,9 +60,9 @@ from operator import itemgetter
 from typing import Literal
 
 from bascule.errors import ClientProtocolError, UpstreamProtocolError
+from bascule.proxy.heads import Header, fields, request_line, status_line
 
 Framing = Literal["length", "chunked", "close", "none"]
-Header = tuple[bytes, bytes]
 
 MAX_CONTENT_LENGTH = 2**62
 """Largest Content-Length we accept; bigger values only ever come from attacks or bugs."""
@@ -243,8 +247,9 @@ def check_request_head(
 ) -> RequestHead:
     """Validate a parsed request head; raise ClientProtocolError(status, reason) if unsafe.
 
-    `version` is httptools' "1.1"/"1.0"; `headers` are (name, value) as on_header gave
-    them. The caller answers a rejection with `error_response` and closes the connection.
+    `version` is "1.1"/"1.0" (anything else is refused); `headers` are (name, value)
+    as llhttp reports them (see `heads.fields`). The caller answers a rejection with
+    `error_response` and closes the connection.
     """
     try:
         return _check_request(method, target, version, headers, limits)
@@ -605,50 +610,52 @@ class RequestMemo:
     head sent upstream for it.
 
     A client sends nearly the same head on every request of a connection: the same
-    method and headers, often another path. When a head has exactly the method, version
-    and headers of the previous one and a plain origin-form target ("/..."), the policy
-    would decide the same thing but for the target: the verdict and the upstream head
-    are reused with the new target instead of being worked out again. Anything else goes
-    through `check_request_head` and becomes the new memo. Exact comparisons only, so
-    the result is always what `check_request_head` + `upstream_request_head` give.
+    method and headers, often another path. `check` takes a head as raw bytes (see
+    `heads.HeadReader`). When they equal the previous head's, the verdict and upstream
+    head are reused; when only a plain origin-form target ("/...") differs, the policy
+    would decide the same thing but for the target, so the verdict and upstream head are
+    reused with the new target. Anything else is split and goes through
+    `check_request_head`, and becomes the new memo. Exact comparisons only, so the result
+    is always what `check_request_head` + `upstream_request_head` give.
     """
 
-    __slots__ = ("_client_ip", "_client_port", "_head", "_raw", "_suffix", "_wire")
+    __slots__ = ("_client_ip", "_client_port", "_fields", "_head", "_raw", "_suffix", "_wire")
 
     def __init__(self, client_ip: str, client_port: int) -> None:
         self._client_ip = client_ip
         self._client_port = client_port
-        self._raw: list[Header] | None = None  # headers as received, for comparison
+        self._raw = b""  # the last head as received
+        self._fields = b""  # its bytes after the request line
         self._head: RequestHead | None = None
         self._wire = b""  # upstream head of _head
         self._suffix = b""  # _wire after "METHOD TARGET"
 
-    def check(
-        self, method: bytes, target: bytes, version: str, headers: list[Header], limits: HeadLimits
-    ) -> tuple[RequestHead, bytes]:
-        """(checked head, head to send upstream); raises ClientProtocolError like
-        `check_request_head`."""
+    def check(self, raw: bytes, limits: HeadLimits) -> tuple[RequestHead, bytes]:
+        """(checked head, head to send upstream) for the raw head `raw`; raises
+        ClientProtocolError like `check_request_head`."""
         head = self._head
-        if (
-            head is not None
-            and headers == self._raw
-            and method == head.method
-            and version == head.version
-        ):
-            if target == head.target:
+        if head is not None:
+            if raw == self._raw:
                 return head, self._wire
-            if _plain_target(target, limits):
-                return self._retargeted(head, target)
-        head = check_request_head(method, target, version, headers, limits)
+            fields_at = len(raw) - len(self._fields)
+            if raw.endswith(self._fields) and raw.find(b"\r\n") == fields_at:
+                method, target, version, _ = request_line(raw)
+                same = method == head.method and version == head.version
+                if same and _plain_target(target, limits):
+                    return self._retargeted(raw, head, target)
+        method, target, version, start = request_line(raw)
+        head = check_request_head(method, target, version, fields(raw, start, "request"), limits)
         wire = upstream_request_head(head, self._client_ip, self._client_port)
         if _plain_target(target, limits):  # an absolute-form target changed Host: not reused
-            self._raw, self._head, self._wire = headers, head, wire
+            self._raw, self._fields, self._head, self._wire = raw, raw[start - 2 :], head, wire
             self._suffix = wire[len(method) + 1 + len(target) :]
         else:
             self._head = None
         return head, wire
 
-    def _retargeted(self, head: RequestHead, target: bytes) -> tuple[RequestHead, bytes]:
+    def _retargeted(
+        self, raw: bytes, head: RequestHead, target: bytes
+    ) -> tuple[RequestHead, bytes]:
         head = RequestHead(
             head.method,
             target,
@@ -663,7 +670,7 @@ class RequestMemo:
             head.has_forwarding_headers,
         )
         wire = b"".join((head.method, b" ", target, self._suffix))
-        self._head, self._wire = head, wire
+        self._raw, self._head, self._wire = raw, head, wire
         return head, wire
 
 
@@ -680,34 +687,28 @@ class ResponseMemo:
     """One server connection's last response head, what the policy made of it, and the
     last head sent to a client for it.
 
-    A server answers with the same headers again and again (nginx's Date changes once a
-    second). A response head exactly equal to the previous one gets the same verdict and
-    the same client head; anything else goes through `check_response_head`.
+    A server answers with the same head again and again (nginx's Date changes once a
+    second). A head whose raw bytes equal the previous one's gets the same verdict and
+    the same client head; anything else is split and goes through `check_response_head`.
     """
 
     __slots__ = ("_client_head", "_client_key", "_head", "_raw")
 
     def __init__(self) -> None:
-        self._raw: list[Header] | None = None
+        self._raw = b""
         self._head: ResponseHead | None = None
         self._client_key: tuple[ResponseHead, Framing, bool, bool] | None = None
         self._client_head = b""
 
-    def check(
-        self, status: int, reason: bytes, version: str, headers: list[Header], limits: HeadLimits
-    ) -> ResponseHead:
-        """Like `check_response_head` (raises UpstreamProtocolError the same way)."""
+    def check(self, raw: bytes, status: int, limits: HeadLimits) -> ResponseHead:
+        """The verdict on raw response head `raw` whose status code llhttp read as
+        `status`; raises UpstreamProtocolError like `check_response_head`."""
         head = self._head
-        if (
-            head is not None
-            and headers == self._raw
-            and status == head.status
-            and reason == head.reason
-            and version == head.version
-        ):
+        if head is not None and raw == self._raw:
             return head
-        head = check_response_head(status, reason, version, headers, limits)
-        self._raw, self._head = headers, head
+        reason, version, start = status_line(raw)
+        head = check_response_head(status, reason, version, fields(raw, start, "response"), limits)
+        self._raw, self._head = raw, head
         return head
 
     def client_head(

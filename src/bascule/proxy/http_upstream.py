@@ -15,6 +15,7 @@ import httptools
 
 from bascule.errors import UpstreamProtocolError
 from bascule.model import ServerView
+from bascule.proxy.heads import HeadReader
 from bascule.proxy.http_policy import HeadLimits, ResponseMemo
 from bascule.proxy.pool import UpstreamPool
 from bascule.proxy.timers import LazyTimer
@@ -32,14 +33,11 @@ class UpstreamConnection:  # an asyncio protocol; see proxy/connect.py for why n
     __slots__ = (
         "_done",
         "_head_budget",
-        "_head_bytes",
-        "_headers",
-        "_in_head",
-        "_reason",
         "_reset_parser",
         "backend",
         "closed",
         "exchange",
+        "heads",
         "idle_since",
         "limits",
         "loop",
@@ -76,11 +74,8 @@ class UpstreamConnection:  # an asyncio protocol; see proxy/connect.py for why n
         self.closed = False
         self.reused = False
         self.paused = False
-        self._headers: list[tuple[bytes, bytes]] = []
-        self._head_bytes = 0
-        self._in_head = False
+        self.heads = HeadReader()  # where each response head is in what the server sent
         self._head_budget = limits.max_header_bytes + 4096
-        self._reason = b""
         self._reset_parser = False
         self._done: Exchange | None = None  # response complete, finished after the read
         self.timer = LazyTimer(loop, self._timed_out)
@@ -90,6 +85,7 @@ class UpstreamConnection:  # an asyncio protocol; see proxy/connect.py for why n
     def attach(self, exchange: Exchange, request_head: bytes) -> None:
         """Serve `exchange`, starting with its request head."""
         self.exchange = exchange
+        self.heads.reset()  # the response starts with the next byte the server sends
         assert self.transport is not None
         self.transport.write(request_head)
         self.timer.set(self.loop.time() + self.server_timeout)
@@ -164,12 +160,13 @@ class UpstreamConnection:  # an asyncio protocol; see proxy/connect.py for why n
         self.timer.deadline = self.loop.time() + self.server_timeout
         client = exchange.conn
         client.cork()
+        heads = self.heads
+        heads.read(data)
         try:
             self.parser.feed_data(data)
-            if self._in_head:  # bound a head that never ends (see the client side)
-                self._head_bytes += len(data)
-                if self._head_bytes > self._head_budget:
-                    raise UpstreamProtocolError("response header section too large")
+            heads.end_of_read()
+            if heads.in_head and heads.carried > self._head_budget:  # a head that never ends
+                raise UpstreamProtocolError("response header section too large")
         except UpstreamProtocolError as exc:
             self._failed_read(exchange, exc.reason)
         except httptools.HttpParserError as exc:
@@ -245,27 +242,20 @@ class UpstreamConnection:  # an asyncio protocol; see proxy/connect.py for why n
     def on_message_begin(self) -> None:
         if self._done is not None:
             raise UpstreamProtocolError("data after the response")
-        self._headers = []
-        self._reason = b""
-        self._in_head = True
+        self.heads.message_begun()
 
-    def on_status(self, status: bytes) -> None:
-        self._reason += status
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        # Exact limits are checked by the policy at headers-complete; `data_received`
-        # bounds memory while a head is still arriving.
-        self._headers.append((name, value))
+    # No on_status or on_header: the head is taken whole (see proxy/heads.py). Exact
+    # limits are checked by the policy; `data_received` bounds memory meanwhile.
 
     def on_headers_complete(self) -> None:
-        self._in_head = False
-        self._head_bytes = 0
         exchange = self.exchange
         assert exchange is not None
-        parser = self.parser
-        exchange.response_head(
-            self, parser.get_status_code(), self._reason, parser.get_http_version(), self._headers
-        )
+        status = self.parser.get_status_code()
+        head = self.heads.take()
+        # An interim 1xx response has no body: the final one follows it directly. After
+        # the final response nothing may follow (checked in on_message_begin).
+        self.heads.skip(0 if status < 200 else None)
+        exchange.response_head(self, head, status)
 
     def on_body(self, body: bytes) -> None:
         exchange = self.exchange
@@ -273,6 +263,7 @@ class UpstreamConnection:  # an asyncio protocol; see proxy/connect.py for why n
             exchange.response_body(body)
 
     def on_message_complete(self) -> None:
+        self.heads.message_done()
         exchange = self.exchange
         if exchange is not None and exchange.response is not None:  # not an interim 1xx
             self._done = exchange

@@ -48,6 +48,9 @@ class FrontendRuntime:
         self.backends = backends
         self.default_backend = backends[config.default_backend]
         self.routes = tuple((r, backends[r.backend]) for r in config.routes)
+        # Without routing rules every request goes to one backend: the data path reads
+        # it here and skips calling `route` (a Python call, costly per request).
+        self.only_backend = None if self.routes else self.default_backend
         self.timeouts = config.timeouts
         self.limits = HeadLimits(
             max_header_bytes=config.http.max_header_bytes,
@@ -137,7 +140,7 @@ class FrontendRuntime:
             start()
 
     def report_failure(self, server: ServerView, reason: str) -> None:
-        self.default_backend.outcomes.failure(server, reason)
+        self.default_backend.failure(server, reason)
 
     def count_error(self, status: int) -> None:
         self.errors_by_status[status] = self.errors_by_status.get(status, 0) + 1

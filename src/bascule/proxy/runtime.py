@@ -36,6 +36,7 @@ class BackendRuntime:
     """The data plane's view of one backend."""
 
     __slots__ = (
+        "_failing",
         "_rng",
         "balancer",
         "config",
@@ -69,6 +70,9 @@ class BackendRuntime:
             {} if config.on_down == "shutdown_sessions" else None
         )
         self._rng = rng or random.Random()
+        # Servers with a failure reported and no success since: only their successes
+        # reach `outcomes` (a success ends a streak; any other one changes nothing).
+        self._failing: set[str] = set()
         self.snapshot = snapshot
         self.balancer = BackendBalancer(snapshot, config.algorithm, self.loads, self._rng)
         # pick(ctx, avoid) -> server or None: the current balancer's own method, so a
@@ -88,6 +92,18 @@ class BackendRuntime:
     def release(self, server: ServerView) -> None:
         key = server.key
         self.loads[key] = self.loads.get(key, 1) - 1
+
+    def failure(self, server: ServerView, reason: str) -> None:
+        """Report a connect error, reset or timeout on live traffic."""
+        self._failing.add(server.key)
+        self.outcomes.failure(server, reason)
+
+    def success(self, server: ServerView) -> None:
+        """Report a completed exchange or session."""
+        failing = self._failing
+        if failing and server.key in failing:
+            failing.discard(server.key)
+            self.outcomes.success(server)
 
     def track(self, server: ServerView, conn: Abortable) -> None:
         if self.sessions is not None:

@@ -164,7 +164,7 @@ class TcpSession(asyncio.Protocol):
                 )
             except ConnectError as failure:
                 backend.release(server)
-                backend.outcomes.failure(server, failure.reason)
+                backend.failure(server, failure.reason)
                 log.info("tcp %s: %s, trying another server", self.frontend.name, failure)
                 avoid = avoid | {server.key}
                 continue
@@ -182,7 +182,7 @@ class TcpSession(asyncio.Protocol):
         self.server = server
         self.upstream = side
         self.frontend.default_backend.track(server, self)
-        self.frontend.default_backend.outcomes.success(server)
+        self.frontend.default_backend.success(server)
         assert side.transport is not None
         for chunk in self.pending:
             side.transport.write(chunk)

@@ -1,0 +1,171 @@
+"""Taking a message head as raw bytes once llhttp has accepted it, and splitting it.
+
+httptools hands a head over in pieces: one callback for the URL or the status, one per
+header, and a call that formats the version. Each costs about as much as all the policy
+work on a head, so the proxy does not ask for them. llhttp still parses every byte (it
+validates the head and frames the body) and says when a head is complete; `HeadReader`
+knows where that head began in the byte stream and takes its bytes whole.
+
+Splitting those bytes is simple *because* llhttp accepted them (strict mode, see
+http_policy's docstring): lines end in CRLF and hold no other CR or LF, there is no
+obs-fold and no whitespace before ':', so the first blank line ends the head and every
+field line splits at its first ':'. Leading whitespace of a value is dropped and trailing
+whitespace kept, exactly as llhttp reports values. The differential test in
+tests/unit/test_heads.py checks this against httptools' own callbacks.
+
+Where a message begins: where the previous one ended, after any CR/LF bytes llhttp skips
+between messages. The previous one ends after its head and its body, and the body's size
+is known from the policy's verdict, except for a chunked body. A message that begins in
+the same read as a chunked body ended cannot be located: the reader says so (`lost`) and
+the client connection stops after answering the requests before it, as after
+"Connection: close". A chunked request followed in the same TCP read by another request
+is the only case; a client that pipelines after a chunked upload sends it again on a new
+connection, as RFC 9112 9.3.2 requires of clients for unanswered pipelined requests.
+"""
+
+from __future__ import annotations
+
+import re
+
+from bascule.errors import ClientProtocolError, UpstreamProtocolError
+
+Header = tuple[bytes, bytes]
+
+_VERSIONS = {b"HTTP/1.1": "1.1", b"HTTP/1.0": "1.0"}
+# One field line: name, ':', leading OWS (dropped), value (to the line end), CRLF.
+_FIELD = re.compile(rb"([^:\r\n]*):[ \t]*([^\r\n]*)\r\n")
+_BLANK = b"\r\n\r\n"
+
+
+class HeadReader:
+    """Locates message heads in a connection's byte stream.
+
+    The connection calls `read` before feeding a read to the parser, `message_begun`,
+    `take` and `message_done` from the parser's callbacks (message begin, headers
+    complete, message complete), `skip` once the body's size is known, and `end_of_read`
+    after the parser is done with the read.
+    """
+
+    __slots__ = ("_at", "_carry", "_data", "_in_body", "in_head", "lost")
+
+    _data: bytes
+    _at: int
+    _carry: bytes
+    in_head: bool
+    _in_body: bool
+    lost: bool
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        """The next read begins with a new message (a fresh exchange on a connection)."""
+        self._data = b""
+        # Offset in `_data` where the next head begins; past its end: in a later read;
+        # -1: unknown (after a chunked body).
+        self._at = 0
+        self._carry = b""  # the start of a head that began in an earlier read
+        self.in_head = False  # a message began and its head is not complete yet
+        self._in_body = False  # a head was taken and its message is not complete yet
+        self.lost = False  # a message began where no head could be located
+
+    def read(self, data: bytes) -> None:
+        self._data = data
+
+    def message_begun(self) -> None:
+        self.in_head = True
+        if self._at < 0:
+            self.lost = True
+
+    def take(self) -> bytes:
+        """The head llhttp has just found complete: start line, fields, blank line."""
+        self.in_head = False
+        data, start, shift = self._data, self._at, 0
+        if self._carry:
+            shift = len(self._carry)
+            data, start, self._carry = self._carry + data, 0, b""
+        if start < 0:
+            raise RuntimeError("head taken at an unknown position")
+        # llhttp skips empty lines before a message (RFC 9112 2.2). Indexing, not
+        # startswith: compiled, it costs a few instructions instead of a method call.
+        while start < len(data) and (data[start] == 13 or data[start] == 10):
+            start += 1
+        end = data.find(_BLANK, start)
+        if end < 0:
+            raise RuntimeError("llhttp completed a head that has no blank line")
+        end += 4
+        self._at = end - shift
+        return data[start:end]
+
+    def skip(self, body_length: int | None) -> None:
+        """The body after the head just taken: its size, or None if not known (chunked)."""
+        self._in_body = True
+        self._at = -1 if body_length is None else self._at + body_length
+
+    def message_done(self) -> None:
+        self._in_body = False
+
+    def end_of_read(self) -> None:
+        size = len(self._data)
+        at = self._at
+        if at < 0:
+            if not self._in_body and not self.lost:
+                self._at = 0  # the chunked body ended exactly at the end of the read
+        elif at >= size:
+            self._at = at - size
+        else:
+            if self.in_head:
+                self._carry += self._data[at:]
+            # else only empty lines followed, which llhttp skips between messages
+            self._at = 0
+        self._data = b""
+
+    @property
+    def carried(self) -> int:
+        """Bytes of an incomplete head kept from earlier reads."""
+        return len(self._carry)
+
+    @property
+    def in_first_line(self) -> bool:
+        """The incomplete head has no complete line yet (its request or status line)."""
+        return b"\n" not in self._carry.lstrip(b"\r\n")
+
+
+def request_line(head: bytes) -> tuple[bytes, bytes, str, int]:
+    """(method, target, version, where the fields start) of a request head."""
+    line_end = head.find(b"\r\n")
+    parts = head[:line_end].split(b" ")
+    if len(parts) != 3:
+        parts = [part for part in parts if part]  # llhttp allows runs of spaces
+    if len(parts) == 3:
+        version = _VERSIONS.get(parts[2])
+        if version is None:
+            version = parts[2].decode("latin-1")
+        return parts[0], parts[1], version, line_end + 2
+    if len(parts) == 2:
+        return parts[0], parts[1], "0.9", line_end + 2  # no version: HTTP/0.9
+    raise ClientProtocolError(400, "malformed request line")
+
+
+def status_line(head: bytes) -> tuple[bytes, str, int]:
+    """(reason, version, where the fields start) of a response head."""
+    line_end = head.find(b"\r\n")
+    version = _VERSIONS.get(head[:8])
+    if version is None:
+        version = head[:8].decode("latin-1")
+    # llhttp allows exactly "VERSION SP 3DIGIT", then SP reason or the line end. (The
+    # test matters: mypyc, unlike Python, fails on a slice that ends before it starts.)
+    reason = head[13:line_end] if line_end > 13 else b""
+    return reason, version, line_end + 2
+
+
+def fields(head: bytes, start: int, side: str) -> list[Header]:
+    """The (name, value) fields of a head, from `start` (after the start line)."""
+    block = head[start:-2]
+    found: list[Header] = _FIELD.findall(block)
+    if len(found) != block.count(b"\r\n"):
+        # Cannot happen for a head llhttp accepted; refuse rather than guess.
+        if side == "request":
+            raise ClientProtocolError(400, "malformed header line")
+        raise UpstreamProtocolError("malformed header line in the response")
+    return found

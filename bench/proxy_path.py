@@ -3,7 +3,9 @@
 Drives one HttpClientConnection and one pooled UpstreamConnection with fake
 transports: a request goes in, the captured upstream bytes are checked, a
 response comes back, the captured client bytes are checked. Prints µs per
-request (best of several rounds). `--profile` prints a cProfile table.
+request (best of several rounds). `--profile` prints a cProfile table. `--vary` gives
+every request its own path and X-Request-Id, so no head repeats the one before it
+(like the `http-keepalive-varied` scenario of proxy_bench.py).
 This isolates the Python work from syscalls, which dominate a real run.
 
 Timings here move with whatever else the machine runs. For a figure that does not, run it
@@ -63,7 +65,15 @@ class FakeTransport(asyncio.Transport):
         return False
 
 
-async def run(n: int, rounds: int, profile: bool) -> None:
+def varied_requests(count: int) -> list[bytes]:
+    return [
+        b"GET /item/%d HTTP/1.1\r\nHost: www.example.com\r\nUser-Agent: bench/1.0\r\n"
+        b"Accept: */*\r\nX-Request-Id: %d\r\n\r\n" % (i, i)
+        for i in range(count)
+    ]
+
+
+async def run(n: int, rounds: int, profile: bool, vary: bool) -> None:
     app = App(load_config_text(CONFIG))
     loop = asyncio.get_running_loop()
     from bascule.control.plane import BackendController
@@ -82,8 +92,10 @@ async def run(n: int, rounds: int, profile: bool) -> None:
     client.connection_made(cl_t)
     await asyncio.sleep(0)
 
-    def one() -> None:
-        client.data_received(REQUEST)
+    requests = varied_requests(n) if vary else [REQUEST] * n
+
+    def one(request: bytes = REQUEST) -> None:
+        client.data_received(request)
         upstream.data_received(RESPONSE)
 
     one()
@@ -96,8 +108,8 @@ async def run(n: int, rounds: int, profile: bool) -> None:
         if prof:
             prof.enable()
         start = time.perf_counter()
-        for _ in range(n):
-            one()
+        for request in requests:
+            one(request)
         best = min(best, (time.perf_counter() - start) / n)
         if prof:
             prof.disable()
@@ -111,8 +123,9 @@ def main() -> None:
     parser.add_argument("-n", type=int, default=20000)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--profile", action="store_true")
+    parser.add_argument("--vary", action="store_true", help="no request head repeats")
     args = parser.parse_args()
-    uvloop.run(run(args.n, args.rounds, args.profile))
+    uvloop.run(run(args.n, args.rounds, args.profile, args.vary))
 
 
 if __name__ == "__main__":

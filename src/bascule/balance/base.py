@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from bascule.model import ServerView
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class PickContext:
     """What the data plane knows about the request being balanced.
 

@@ -141,7 +141,7 @@ _value_of = itemgetter(1)
 _joined_header = b": ".join
 
 
-@dataclass(slots=True, frozen=True)
+@dataclass(frozen=True)
 class HeadLimits:
     """Size limits for one message head (nginx/HAProxy-like defaults)."""
 
@@ -150,7 +150,9 @@ class HeadLimits:
     max_request_line: int = 8192
 
 
-@dataclass(slots=True)
+# init=False and a written-out __init__: the dataclass-generated one stays interpreted
+# when the module is compiled, and a head is built for every request.
+@dataclass(init=False)
 class RequestHead:
     """A request head that passed the policy, as the proxy routes and forwards it.
 
@@ -176,10 +178,36 @@ class RequestHead:
     # False only when check_request_head saw no X-Forwarded-* or Forwarded header, which
     # lets upstream_request_head skip looking for them. Leave it True (the safe default)
     # if you build a RequestHead yourself or add such a header to `headers`.
-    has_forwarding_headers: bool = True
+    has_forwarding_headers: bool
+
+    def __init__(
+        self,
+        method: bytes,
+        target: bytes,
+        version: str,
+        host: bytes,
+        headers: list[Header],
+        content_length: int | None,
+        chunked: bool,
+        keep_alive: bool,
+        idempotent: bool,
+        expects_continue: bool,
+        has_forwarding_headers: bool = True,
+    ) -> None:
+        self.method = method
+        self.target = target
+        self.version = version
+        self.host = host
+        self.headers = headers
+        self.content_length = content_length
+        self.chunked = chunked
+        self.keep_alive = keep_alive
+        self.idempotent = idempotent
+        self.expects_continue = expects_continue
+        self.has_forwarding_headers = has_forwarding_headers
 
 
-@dataclass(slots=True)
+@dataclass(init=False)  # see RequestHead
 class ResponseHead:
     """A server response head that passed the policy.
 
@@ -196,6 +224,26 @@ class ResponseHead:
     chunked: bool
     keep_alive: bool
     no_body: bool
+
+    def __init__(
+        self,
+        status: int,
+        reason: bytes,
+        version: str,
+        headers: list[Header],
+        content_length: int | None,
+        chunked: bool,
+        keep_alive: bool,
+        no_body: bool,
+    ) -> None:
+        self.status = status
+        self.reason = reason
+        self.version = version
+        self.headers = headers
+        self.content_length = content_length
+        self.chunked = chunked
+        self.keep_alive = keep_alive
+        self.no_body = no_body
 
 
 class _PolicyError(Exception):

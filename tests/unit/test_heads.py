@@ -163,6 +163,18 @@ def test_a_request_in_the_same_read_as_the_end_of_a_chunked_body_is_lost() -> No
     assert not apart.lost and [h[1] for h in apart.heads] == [b"/", b"/next"]
 
 
+def test_repeated_heads_in_one_read_and_across_reads_are_each_taken_exactly() -> None:
+    # A head equal to the previous one is recognised without searching for its end.
+    same = b"GET /a HTTP/1.1\r\nHost: a\r\n\r\n"
+    longer = b"GET /a HTTP/1.1\r\nHost: a\r\nX-More: 1\r\n\r\n"
+    subject = Subject()
+    subject.feed(same)
+    subject.feed(same + same + longer)
+    subject.feed(longer)
+    hosts = [(b"Host", b"a")]
+    assert [h[3] for h in subject.heads] == [hosts] * 3 + [[*hosts, (b"X-More", b"1")]] * 2
+
+
 def test_a_request_line_without_a_version_is_http_0_9_and_a_broken_one_is_refused() -> None:
     assert request_line(b"GET /\r\n\r\n")[:3] == (b"GET", b"/", "0.9")
     assert request_line(b"GET / RTSP/1.0\r\n\r\n")[2] == "RTSP/1.0"

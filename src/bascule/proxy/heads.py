@@ -42,7 +42,7 @@ class HeadReader:
     after the parser is done with the read.
     """
 
-    __slots__ = ("_at", "_carry", "_data", "_in_body", "in_head", "lost")
+    __slots__ = ("_at", "_carry", "_data", "_in_body", "_last", "in_head", "lost")
 
     _data: bytes
     _at: int
@@ -52,6 +52,7 @@ class HeadReader:
     lost: bool
 
     def __init__(self) -> None:
+        self._last = b""  # the head taken last (kept across `reset`)
         self.reset()
 
     def reset(self) -> None:
@@ -86,12 +87,21 @@ class HeadReader:
         # startswith: compiled, it costs a few instructions instead of a method call.
         while start < len(data) and (data[start] == 13 or data[start] == 10):
             start += 1
+        last = self._last
+        if start == 0 and last and data.startswith(last):
+            # The same head as the last one (most are): it ends where that one did, as
+            # its only blank line is its end. No search, and the memos compare the
+            # two by identity.
+            self._at = len(last) - shift
+            return last
         end = data.find(_BLANK, start)
         if end < 0:
             raise RuntimeError("llhttp completed a head that has no blank line")
         end += 4
         self._at = end - shift
-        return data[start:end]
+        head = data[start:end]
+        self._last = head
+        return head
 
     def skip(self, body_length: int | None) -> None:
         """The body after the head just taken: its size, or None if not known (chunked)."""

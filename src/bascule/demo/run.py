@@ -23,6 +23,7 @@ from pathlib import Path
 from rich.console import Console
 
 from bascule.demo.load import LoadGenerator, Outcome
+from bascule.proxy.build import data_path_description
 
 SERVERS = ("s1", "s2", "s3")
 VICTIM = "s2"
@@ -140,6 +141,7 @@ class Demo:
             f"Bascule on [bold]127.0.0.1:{self.port}[/bold] -> backends "
             + ", ".join(f"{n}=127.0.0.1:{p}" for n, p in self.ports.items())
             + f"\nconfig: {config}"
+            + f"\n{data_path_description()}"
         )
         return True
 

@@ -545,7 +545,7 @@ class HttpClientConnection:  # an asyncio protocol; see proxy/connect.py for why
             self._discard_input()
             return
         head, wire = self.memo.check(heads.take(), self.limits)
-        heads.skip(None if head.chunked else head.content_length or 0)
+        heads.skip(head.body_length)
         frontend = self.frontend
         exchange = Exchange(self, head, wire, frontend.only_backend or frontend.route(head))
         self.receiving = exchange

@@ -203,6 +203,11 @@ class RequestHead:
         self.expects_continue = expects_continue
         self.has_forwarding_headers = has_forwarding_headers
 
+    @property
+    def body_length(self) -> int | None:
+        """Body bytes before the next request, None when not known in advance (chunked)."""
+        return None if self.chunked else self.content_length or 0
+
 
 @dataclass(init=False)  # see RequestHead
 class ResponseHead:

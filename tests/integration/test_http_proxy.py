@@ -395,8 +395,10 @@ async def served_once(port: int) -> Client:
     return client
 
 
-async def stall_head_expecting_408(client: Client) -> None:
-    client.send(b"GET /stalled HTTP/1.1\r\nHost: h\r\n")  # this head never ends
+async def stall_head_expecting_408(
+    client: Client, partial: bytes = b"GET /stalled HTTP/1.1\r\nHost: h\r\n"
+) -> None:
+    client.send(partial)  # this head never ends
     got = await client.read(timeout=3)
     assert got and got[0].status == 408
 
@@ -426,6 +428,19 @@ async def test_stalled_head_on_a_kept_alive_connection_gets_408_not_the_idle_tim
     async with running(cfg):
         client = await served_once(port)
         await stall_head_expecting_408(client)  # far sooner than the 30 s idle timeout
+        client.close()
+    assert len(b.requests) == 1
+
+
+async def test_a_request_stalled_after_its_first_byte_gets_408() -> None:
+    b = await Backend("s1").start()
+    port = free_port()
+    cfg = http_config(
+        port, {"s1": b.port}, frontend_extra="timeouts: {client: 30s, http_request: 300ms}"
+    )
+    async with running(cfg):
+        client = await served_once(port)
+        await stall_head_expecting_408(client, b"G")
         client.close()
     assert len(b.requests) == 1
 

@@ -419,7 +419,14 @@ async def test_idle_keep_alive_and_slow_request_head_timeouts() -> None:
     assert len(b.requests) == 1
 
 
-async def test_stalled_head_on_a_kept_alive_connection_gets_408_not_the_idle_timeout() -> None:
+@pytest.mark.parametrize(
+    "partial",
+    [b"GET /stalled HTTP/1.1\r\nHost: h\r\n", b"G"],
+    ids=["head without its end", "first byte only"],
+)
+async def test_stalled_head_on_a_kept_alive_connection_gets_408_not_the_idle_timeout(
+    partial: bytes,
+) -> None:
     b = await Backend("s1").start()
     port = free_port()
     cfg = http_config(
@@ -427,20 +434,7 @@ async def test_stalled_head_on_a_kept_alive_connection_gets_408_not_the_idle_tim
     )
     async with running(cfg):
         client = await served_once(port)
-        await stall_head_expecting_408(client)  # far sooner than the 30 s idle timeout
-        client.close()
-    assert len(b.requests) == 1
-
-
-async def test_a_request_stalled_after_its_first_byte_gets_408() -> None:
-    b = await Backend("s1").start()
-    port = free_port()
-    cfg = http_config(
-        port, {"s1": b.port}, frontend_extra="timeouts: {client: 30s, http_request: 300ms}"
-    )
-    async with running(cfg):
-        client = await served_once(port)
-        await stall_head_expecting_408(client, b"G")
+        await stall_head_expecting_408(client, partial)  # far sooner than the 30 s idle timeout
         client.close()
     assert len(b.requests) == 1
 

@@ -5,16 +5,7 @@ from __future__ import annotations
 from bascule.config import load_config_text
 from bascule.model import BackendSnapshot, ServerView
 from bascule.proxy.runtime import BackendRuntime
-
-CONFIG = """
-frontends:
-  - {name: fe, bind: "127.0.0.1:1", mode: http, default_backend: be}
-backends:
-  - name: be
-    servers:
-      - {name: s1, address: 127.0.0.1, port: 2}
-      - {name: s2, address: 127.0.0.1, port: 3}
-"""
+from harness import http_config
 
 
 class Recorder:
@@ -34,7 +25,7 @@ class Recorder:
 
 
 def runtime() -> tuple[BackendRuntime, Recorder, ServerView, ServerView]:
-    config = load_config_text(CONFIG).backends[0]
+    config = load_config_text(http_config(1, {"s1": 2, "s2": 3})).backends[0]
     s1 = ServerView("be", "s1", "127.0.0.1", 2)
     s2 = ServerView("be", "s2", "127.0.0.1", 3, index=1)
     recorder = Recorder()

@@ -686,20 +686,23 @@ class RequestMemo:
     def check(self, raw: bytes, limits: HeadLimits) -> tuple[RequestHead, bytes]:
         """(checked head, head to send upstream) for the raw head `raw`; raises
         ClientProtocolError like `check_request_head`."""
-        head = self._head
-        if head is not None:
-            if raw == self._raw:
-                return head, self._wire
-            fields_at = len(raw) - len(self._fields)
-            if raw.endswith(self._fields) and raw.find(b"\r\n") == fields_at:
-                method, target, version, _ = request_line(raw)
-                same = method == head.method and version == head.version
-                if same and _plain_target(target, limits):
-                    return self._retargeted(raw, head, target)
+        memo = self._head
+        if memo is not None and raw == self._raw:
+            return memo, self._wire
         method, target, version, start = request_line(raw)
+        plain = _plain_target(target, limits)  # an absolute-form target changes Host
+        if (
+            plain
+            and memo is not None
+            and method == memo.method
+            and version == memo.version
+            and len(raw) - len(self._fields) == start - 2  # the fields begin where the memo's do
+            and raw.endswith(self._fields)
+        ):
+            return self._retargeted(raw, memo, target)
         head = check_request_head(method, target, version, fields(raw, start, "request"), limits)
         wire = upstream_request_head(head, self._client_ip, self._client_port)
-        if _plain_target(target, limits):  # an absolute-form target changed Host: not reused
+        if plain:
             self._raw, self._fields, self._head, self._wire = raw, raw[start - 2 :], head, wire
             self._suffix = wire[len(method) + 1 + len(target) :]
         else:

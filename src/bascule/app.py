@@ -16,6 +16,7 @@ from bascule.health.runner import SharedChecks, check_intervals
 from bascule.proxy.build import data_path_description, stale_modules
 from bascule.proxy.listener import FrontendRuntime
 from bascule.proxy.pool import UpstreamPool
+from bascule.proxy.timers import now
 
 if TYPE_CHECKING:
     from bascule.vrrp.daemon import VrrpInstanceRunner
@@ -110,7 +111,7 @@ class App:
 
     def _sweep_pool(self) -> None:
         loop = asyncio.get_running_loop()
-        self.pool.sweep(loop.time())
+        self.pool.sweep(now())  # the clock the pool's idle times are in
         self._sweeper = loop.call_later(self.pool.idle_timeout / 2, self._sweep_pool)
 
     def request_stop(self) -> None:

@@ -9,7 +9,6 @@ from bascule.proxy.pool import UpstreamPool
 
 @dataclass(eq=False)
 class Conn:
-    idle_since: float = 0.0
     closed: bool = False
 
     def close(self) -> None:

@@ -31,15 +31,16 @@ import struct
 from bisect import bisect_left
 from collections.abc import Callable, Mapping, Sequence
 from functools import lru_cache
+from typing import Final
 
 from bascule.balance.base import Algorithm, PickContext, Usable
 from bascule.balance.round_robin import SmoothRoundRobin
 from bascule.model import ServerView
 
-VNODES_PER_WEIGHT = 160
+VNODES_PER_WEIGHT: Final = 160
 """Ring points per unit of weight (nginx's value): about 8% spread in share."""
 
-RING_POINT_BUDGET = 200_000
+RING_POINT_BUDGET: Final = 200_000
 """Above this many points the per-weight density is scaled down so a large
 pool still builds in tens of milliseconds; every server keeps at least
 one point per unit of weight. (In a pool that large, adding or removing a
@@ -49,15 +50,15 @@ server changes the density and so moves a few more keys than its own.)"""
 # it stays below 2**53), so the ring is one sorted list of floats. CPython
 # sorts floats with a specialised comparison, twice as fast as 48-bit ints,
 # and building the ring is dominated by that sort.
-_POSITION_SCALE = 65536.0
-MAX_SERVERS_PER_TIER = 65536
-_POSITION_MASK = 0xFFFF
+_POSITION_SCALE: Final = 65536.0
+MAX_SERVERS_PER_TIER: Final = 65536
+_POSITION_MASK: Final = 0xFFFF
 
 # One 64-byte BLAKE2b digest yields 16 ring points (ketama takes 4 per MD5).
-_POINTS_PER_DIGEST = 16
-_DIGEST_LAYOUT = struct.Struct("<16I")
-_KEY_LAYOUT = struct.Struct("<I")
-_blake2b = hashlib.blake2b
+_POINTS_PER_DIGEST: Final = 16
+_DIGEST_LAYOUT: Final = struct.Struct("<16I")
+_KEY_LAYOUT: Final = struct.Struct("<I")
+_blake2b: Final = hashlib.blake2b
 
 KeyOf = Callable[[PickContext], bytes | None]
 

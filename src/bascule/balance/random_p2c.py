@@ -21,11 +21,12 @@ import random
 from bisect import bisect_right
 from collections.abc import Mapping, Sequence
 from itertools import accumulate
+from typing import Final
 
 from bascule.balance.base import Algorithm, PickContext, Usable
 from bascule.model import ServerView
 
-_REDRAWS_BEFORE_SCAN = 4
+_REDRAWS_BEFORE_SCAN: Final = 4
 
 
 class PowerOfTwoChoices(Algorithm):

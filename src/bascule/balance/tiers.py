@@ -21,12 +21,13 @@ from __future__ import annotations
 
 import random
 from collections.abc import Mapping
+from typing import Final
 
 from bascule.balance.base import Algorithm, PickContext, Usable
 from bascule.balance.registry import get_factory
 from bascule.model import BackendSnapshot, ServerState, ServerView
 
-_UP = ServerState.UP
+_UP: Final = ServerState.UP
 
 
 def usable_under(loads: Mapping[str, int]) -> Usable:

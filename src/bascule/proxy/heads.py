@@ -25,12 +25,14 @@ connection, as RFC 9112 9.3.2 requires of clients for unanswered pipelined reque
 
 from __future__ import annotations
 
+from typing import Final
+
 from bascule.errors import ClientProtocolError, UpstreamProtocolError
 
 Header = tuple[bytes, bytes]
 
-_VERSIONS = {b"HTTP/1.1": "1.1", b"HTTP/1.0": "1.0"}
-_BLANK = b"\r\n\r\n"
+_VERSIONS: Final = {b"HTTP/1.1": "1.1", b"HTTP/1.0": "1.0"}
+_BLANK: Final = b"\r\n\r\n"
 
 
 class HeadReader:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, Final, cast
 
 import httptools
 
@@ -34,7 +34,7 @@ from bascule.proxy.http_policy import (
     error_response,
 )
 from bascule.proxy.http_upstream import UpstreamConnection, parser_reason
-from bascule.proxy.timers import LazyTimer
+from bascule.proxy.timers import LazyTimer, now
 
 if TYPE_CHECKING:
     from bascule.proxy.listener import FrontendRuntime
@@ -42,13 +42,25 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("bascule.http")
 
-REPLAY_LIMIT = 64 * 1024  # request body bytes kept for a possible retry
-UNSENT_LIMIT = 64 * 1024  # request body bytes buffered before pausing the client
-FRESH_FOR_UNSAFE = 2.0  # max idle age (s) of a pooled connection given a non-replayable request
+# Final: compiled, these are constants in the code instead of a lookup in the module's
+# dict on every use.
+REPLAY_LIMIT: Final = 64 * 1024  # request body bytes kept for a possible retry
+UNSENT_LIMIT: Final = 64 * 1024  # request body bytes buffered before pausing the client
+FRESH_FOR_UNSAFE: Final = 2.0  # max idle age (s) of a pooled connection, non-replayable request
 
-_NO_CONTEXT = PickContext()
-_TIMER_IDLE, _TIMER_HEAD, _TIMER_BODY, _TIMER_NONE = range(4)
-_PAUSE_QUEUE, _PAUSE_BUFFER, _PAUSE_UPSTREAM, _PAUSE_ADMIT, _PAUSE_CLOSING = 1, 2, 4, 8, 16
+_NO_CONTEXT: Final = PickContext()
+_NO_AVOID: Final[frozenset[str]] = frozenset()
+# What the connection's one timer is waiting for.
+_TIMER_IDLE: Final = 0
+_TIMER_HEAD: Final = 1
+_TIMER_BODY: Final = 2
+_TIMER_NONE: Final = 3
+# Why client reading is paused (a bit each; reading resumes when none is left).
+_PAUSE_QUEUE: Final = 1
+_PAUSE_BUFFER: Final = 2
+_PAUSE_UPSTREAM: Final = 4
+_PAUSE_ADMIT: Final = 8
+_PAUSE_CLOSING: Final = 16
 
 
 class Exchange:
@@ -86,14 +98,14 @@ class Exchange:
         self.backend = backend
         self.server: ServerView | None = None
         self.upstream: UpstreamConnection | None = None
-        self.avoid: frozenset[str] = frozenset()
+        self.avoid = _NO_AVOID
         self.attempts = 0
         self.unsent: list[bytes] = []
         self.unsent_bytes = 0
         # Encoded body bytes sent so far, kept for replay; None once not replayable.
         self.wire: list[bytes] | None = [] if head.idempotent else None
         self.wire_bytes = 0
-        self.request_done = head.content_length in (None, 0) and not head.chunked
+        self.request_done = not head.chunked and not head.content_length  # None or 0
         self.response: ResponseHead | None = None
         self.response_started = False
         self.head_sent = False
@@ -116,14 +128,14 @@ class Exchange:
             self.fail(503, f"no server available for backend {backend.name}")
             return
         self.server = server
-        backend.acquire(server)
-        loop = self.conn.loop
+        key = server.key
+        backend.acquire(key)
         max_age = None if self.wire is not None else FRESH_FOR_UNSAFE
-        pooled = self.conn.frontend.pool.get(server.key, loop.time(), max_age)
+        pooled = self.conn.pool.get(key, now(), max_age)
         if pooled is not None:
             self._send_on(cast(UpstreamConnection, pooled))  # the pool holds only these
         else:
-            loop.create_task(self._connect(server))
+            self.conn.loop.create_task(self._connect(server))
 
     async def _connect(self, server: ServerView) -> None:
         frontend = self.conn.frontend
@@ -202,7 +214,7 @@ class Exchange:
     def response_head(self, upstream: UpstreamConnection, raw: bytes, status: int) -> None:
         """The server's response head `raw` (as received), whose status llhttp read."""
         conn = self.conn
-        response = upstream.memo.check(raw, status, conn.frontend.limits)
+        response = upstream.memo.check(raw, status, conn.limits)
         self.response_started = True
         if self.backend.observe_status and status >= 200 and self.server is not None:
             self.backend.outcomes.response_status(self.server, status)
@@ -356,7 +368,7 @@ class Exchange:
         server = self.server
         if server is not None:
             self.server = None
-            self.backend.release(server)
+            self.backend.release(server.key)
 
     def abandon(self) -> None:
         """The client went away: free the server side."""
@@ -390,7 +402,13 @@ class HttpClientConnection:  # an asyncio protocol; see proxy/connect.py for why
     def __init__(self, frontend: FrontendRuntime) -> None:
         self.frontend = frontend
         self.loop = frontend.loop
+        # Read from the frontend once: it is a Python object, and each attribute read
+        # from compiled code is a dictionary lookup. A frontend never changes them.
         self.limits = frontend.limits
+        self.pool = frontend.pool
+        self.only_backend = frontend.only_backend
+        self.client_timeout = frontend.timeouts.client
+        self.request_timeout = frontend.timeouts.http_request
         self.parser = httptools.HttpRequestParser(self)
         self.transport: asyncio.Transport | None = None
         self.client_ip = "0.0.0.0"
@@ -435,7 +453,7 @@ class HttpClientConnection:  # an asyncio protocol; see proxy/connect.py for why
         self.admitted = True
         # The head timer starts when we start reading, not while the client waits
         # for a slot (it could not have sent its request any faster).
-        self._arm(_TIMER_HEAD, self.frontend.timeouts.http_request)
+        self._arm(_TIMER_HEAD, self.request_timeout)
         if self._paused & _PAUSE_ADMIT:
             self.resume_reading(_PAUSE_ADMIT)
         if self._early:
@@ -456,7 +474,7 @@ class HttpClientConnection:  # an asyncio protocol; see proxy/connect.py for why
             data = b"".join([*self._early, data])
             self._early.clear()
         if self._timer_kind == _TIMER_BODY:
-            self.timer.deadline = self.loop.time() + self.frontend.timeouts.client
+            self.timer.deadline = now() + self.client_timeout
         heads = self.heads
         heads.read(data)
         try:
@@ -489,7 +507,7 @@ class HttpClientConnection:  # an asyncio protocol; see proxy/connect.py for why
                 elif carried > self._head_budget:
                     self._reject(431, "request header section too large")
                 elif self.active is None and self._timer_kind != _TIMER_HEAD:
-                    self._arm(_TIMER_HEAD, self.frontend.timeouts.http_request)
+                    self._arm(_TIMER_HEAD, self.request_timeout)
 
     def eof_received(self) -> bool:
         if self.active is None and not self.queue:
@@ -546,16 +564,13 @@ class HttpClientConnection:  # an asyncio protocol; see proxy/connect.py for why
             return
         head, wire = self.memo.check(heads.take(), self.limits)
         heads.skip(head.body_length)
-        frontend = self.frontend
-        exchange = Exchange(self, head, wire, frontend.only_backend or frontend.route(head))
+        exchange = Exchange(self, head, wire, self.only_backend or self.frontend.route(head))
         self.receiving = exchange
         if not head.keep_alive:
             self.closing = True
         if self.active is None:
             self.active = exchange
-            self._arm(
-                _TIMER_NONE if exchange.request_done else _TIMER_BODY, self.frontend.timeouts.client
-            )
+            self._arm(_TIMER_NONE if exchange.request_done else _TIMER_BODY, self.client_timeout)
             exchange.start()
         else:
             self.queue.append(exchange)
@@ -610,15 +625,13 @@ class HttpClientConnection:  # an asyncio protocol; see proxy/connect.py for why
             self.active = nxt
             if not self.queue:
                 self.resume_reading(_PAUSE_QUEUE)
-            self._arm(
-                _TIMER_NONE if nxt.request_done else _TIMER_BODY, self.frontend.timeouts.client
-            )
+            self._arm(_TIMER_NONE if nxt.request_done else _TIMER_BODY, self.client_timeout)
             nxt.start()
             return
         if self.closing:
             self.close()
             return
-        self._arm(_TIMER_IDLE, self.frontend.timeouts.client)
+        self._arm(_TIMER_IDLE, self.client_timeout)
 
     def send_error_and_close(self, status: int, detail: str) -> None:
         self.frontend.count_error(status)
@@ -674,7 +687,7 @@ class HttpClientConnection:  # an asyncio protocol; see proxy/connect.py for why
         if kind == _TIMER_NONE:
             self.timer.set(None)
         else:
-            self.timer.set(self.loop.time() + seconds)
+            self.timer.set(now() + seconds)
 
     def _timed_out(self) -> None:
         kind = self._timer_kind

@@ -57,36 +57,38 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from http import HTTPStatus
-from typing import Literal
+from typing import Final, Literal
 
 from bascule.errors import ClientProtocolError, UpstreamProtocolError
 from bascule.proxy.heads import Header, fields, request_line, status_line
 
 Framing = Literal["length", "chunked", "close", "none"]
 
-MAX_CONTENT_LENGTH = 2**62
+MAX_CONTENT_LENGTH: Final = 2**62
 """Largest Content-Length we accept; bigger values only ever come from attacks or bugs."""
 
-_TCHARS = b"!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+_TCHARS: Final = b"!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 # field-value and reason-phrase bytes: HTAB, SP, VCHAR, obs-text (RFC 9110 5.5, RFC 9112 4).
-_FIELD_BYTES = b"\t" + bytes(range(0x20, 0x7F)) + bytes(range(0x80, 0x100))
+_FIELD_BYTES: Final = b"\t" + bytes(range(0x20, 0x7F)) + bytes(range(0x80, 0x100))
 # Byte-class tables for translate(): allowed bytes become 0, others 1. One translate over
 # all values joined is much cheaper than a check per header; names are checked once per
 # distinct name, see _lower_name. Test the result with `1 in classes`, not b"\x01": for a
 # bytes needle CPython first tries (and fails) to read it as an int, which costs 5-8x.
-_FIELD_CLASS = bytes(0 if b in _FIELD_BYTES else 1 for b in range(256))
-_NON_TOKEN_CLASS = bytes(0 if b in _TCHARS else 1 for b in range(256))
+_FIELD_CLASS: Final = bytes(0 if b in _FIELD_BYTES else 1 for b in range(256))
+_NON_TOKEN_CLASS: Final = bytes(0 if b in _TCHARS else 1 for b in range(256))
 # Request-target: anything but SP and CTLs (llhttp narrows this further).
-_TARGET_CLASS = bytes(0 if 0x21 <= b != 0x7F else 1 for b in range(256))
+_TARGET_CLASS: Final = bytes(0 if 0x21 <= b != 0x7F else 1 for b in range(256))
 # uri-host [":" port]: reg-name (RFC 3986: unreserved, pct-encoded, sub-delims) or an
 # IPv4 address (a reg-name too) or a bracketed IPv6 literal, then optional trailing OWS.
-_HOST = re.compile(rb"((?:[A-Za-z0-9\-._~%!$&'()*+,;=]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]*)?)[ \t]*")
+_HOST: Final = re.compile(
+    rb"((?:[A-Za-z0-9\-._~%!$&'()*+,;=]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]*)?)[ \t]*"
+)
 
-_PLAIN_METHODS = frozenset(
+_PLAIN_METHODS: Final = frozenset(
     {b"GET", b"HEAD", b"POST", b"PUT", b"DELETE", b"OPTIONS", b"PATCH", b"TRACE"}
 )
-_IDEMPOTENT_METHODS = frozenset({b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"})
-_HOP_BY_HOP = frozenset(
+_IDEMPOTENT_METHODS: Final = frozenset({b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"})
+_HOP_BY_HOP: Final = frozenset(
     {
         b"connection",
         b"keep-alive",
@@ -99,43 +101,47 @@ _HOP_BY_HOP = frozenset(
 )
 # Connection may name any header as hop-by-hop, but not these: Host must reach the server,
 # and framing is decided from the original headers whatever Connection says.
-_NEVER_NAMED_AWAY = frozenset({b"host", b"content-length", b"transfer-encoding"})
+_NEVER_NAMED_AWAY: Final = frozenset({b"host", b"content-length", b"transfer-encoding"})
 # CGI-style servers (PHP-FPM, WSGI environ) turn both '-' and '_' into '_', so
 # "Content_Length" would collide with the real framing header behind us. llhttp accepts
 # '_' in names (it is a tchar), so we refuse these two spellings outright.
-_CGI_FRAMING_ALIASES = frozenset({b"content_length", b"transfer_encoding"})
+_CGI_FRAMING_ALIASES: Final = frozenset({b"content_length", b"transfer_encoding"})
 # Headers the proxy regenerates on the way to the server.
-_PROXY_SET = frozenset(
+_PROXY_SET: Final = frozenset(
     {b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host", b"forwarded"}
 )
 # Headers the scan hands to interpretation; everything else is copied straight through.
-_REQUEST_NOTED = (
+_REQUEST_NOTED: Final = (
     _HOP_BY_HOP | _CGI_FRAMING_ALIASES | _PROXY_SET | {b"host", b"content-length", b"expect"}
 )
-_RESPONSE_NOTED = _HOP_BY_HOP | {b"content-length"}
+_RESPONSE_NOTED: Final = _HOP_BY_HOP | {b"content-length"}
 # Noted headers that are end-to-end and so also stay in the forwarded list.
-_NOTED_BUT_KEPT = _PROXY_SET | {b"host", b"expect"}
-_PROTO_BYTES = {"http": b"http", "https": b"https"}
-_STATUS_LINE_STARTS = {code: b"HTTP/1.1 %d " % code for code in range(100, 600)}
+_NOTED_BUT_KEPT: Final = _PROXY_SET | {b"host", b"expect"}
+_PROTO_BYTES: Final = {"http": b"http", "https": b"https"}
+_STATUS_LINE_STARTS: Final = {code: b"HTTP/1.1 %d " % code for code in range(100, 600)}
 # RFC 9110 renamed these; http.HTTPStatus still has the RFC 2616 phrases.
-_PHRASE_OVERRIDES = {413: "Content Too Large", 414: "URI Too Long", 422: "Unprocessable Content"}
-_ERROR_DETAIL_LIMIT = 300
+_PHRASE_OVERRIDES: Final = {
+    413: "Content Too Large",
+    414: "URI Too Long",
+    422: "Unprocessable Content",
+}
+_ERROR_DETAIL_LIMIT: Final = 300
 
 # Memos for values that repeat on nearly every request: valid header name -> lower-cased
 # name, raw Host value -> validated host. Each distinct value is checked once. A memo
 # stops growing at the limit, so random values from an attacker only cost the slow path.
-_MEMO_LIMIT = 4096
-_MEMO_NAME_MAX = 64  # longer names are checked every time (and counted exactly)
-_MEMO_HOST_MAX = 300  # a DNS name is at most 253 bytes: longer Host values are not kept
-_lowered_names: dict[bytes, bytes] = {}
-_valid_hosts: dict[bytes, bytes] = {}
+_MEMO_LIMIT: Final = 4096
+_MEMO_NAME_MAX: Final = 64  # longer names are checked every time (and counted exactly)
+_MEMO_HOST_MAX: Final = 300  # a DNS name is at most 253 bytes: longer Host values are not kept
+_lowered_names: Final[dict[bytes, bytes]] = {}
+_valid_hosts: Final[dict[bytes, bytes]] = {}
 # Header-name sequences already sorted, one memo per side (see _Shape). Only sequences
 # whose names add up to at most _SHAPE_MAX_NAME_BYTES are kept, bounding its memory.
-_SHAPE_MAX_NAME_BYTES = 2048
-_request_shapes: dict[tuple[bytes, ...], _Shape] = {}
-_response_shapes: dict[tuple[bytes, ...], _Shape] = {}
+_SHAPE_MAX_NAME_BYTES: Final = 2048
+_request_shapes: Final[dict[tuple[bytes, ...], _Shape]] = {}
+_response_shapes: Final[dict[tuple[bytes, ...], _Shape]] = {}
 # Our forwarding header lines by (client IP, Host, proto), for requests that carry none.
-_forwarding_memo: dict[tuple[str, bytes, str], bytes] = {}
+_forwarding_memo: Final[dict[tuple[str, bytes, str], bytes]] = {}
 
 
 @dataclass(frozen=True)
@@ -282,7 +288,7 @@ class _Controls:
         self.forwarding = False  # X-Forwarded-* or Forwarded present
 
 
-_NO_CONTROLS = _Controls()  # never written to: only read when no header was noted
+_NO_CONTROLS: Final = _Controls()  # never written to: only read when no header was noted
 
 
 # -- requests -------------------------------------------------------------------------------

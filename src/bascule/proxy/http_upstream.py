@@ -18,7 +18,7 @@ from bascule.model import ServerView
 from bascule.proxy.heads import HeadReader
 from bascule.proxy.http_policy import HeadLimits, ResponseMemo
 from bascule.proxy.pool import UpstreamPool
-from bascule.proxy.timers import LazyTimer
+from bascule.proxy.timers import LazyTimer, now
 
 if TYPE_CHECKING:
     from bascule.proxy.http import Exchange
@@ -38,7 +38,7 @@ class UpstreamConnection:  # an asyncio protocol; see proxy/connect.py for why n
         "closed",
         "exchange",
         "heads",
-        "idle_since",
+        "key",
         "limits",
         "loop",
         "memo",
@@ -62,6 +62,7 @@ class UpstreamConnection:  # an asyncio protocol; see proxy/connect.py for why n
     ) -> None:
         self.loop = loop
         self.server = server
+        self.key = server.key  # read once: ServerView is a Python object
         self.pool = pool
         self.limits = limits
         self.server_timeout = server_timeout
@@ -70,7 +71,6 @@ class UpstreamConnection:  # an asyncio protocol; see proxy/connect.py for why n
         self.memo = ResponseMemo()  # this server's last response head and its verdict
         self.exchange: Exchange | None = None
         self.backend: BackendRuntime | None = None  # set when on_down needs tracking
-        self.idle_since = 0.0
         self.closed = False
         self.reused = False
         self.paused = False
@@ -88,12 +88,12 @@ class UpstreamConnection:  # an asyncio protocol; see proxy/connect.py for why n
         self.heads.reset()  # the response starts with the next byte the server sends
         assert self.transport is not None
         self.transport.write(request_head)
-        self.timer.set(self.loop.time() + self.server_timeout)
+        self.timer.set(now() + self.server_timeout)
 
     def write(self, data: bytes) -> None:
         assert self.transport is not None
         self.transport.write(data)
-        self.timer.deadline = self.loop.time() + self.server_timeout
+        self.timer.deadline = now() + self.server_timeout
 
     def release(self, reusable: bool) -> None:
         """The exchange is over: back to the pool when reusable, else closed."""
@@ -104,8 +104,7 @@ class UpstreamConnection:  # an asyncio protocol; see proxy/connect.py for why n
             self._reset_parser = False
         if self.paused:
             self.resume_reading()  # an idle pooled connection must notice the server closing
-        now = self.loop.time()
-        if reusable and not self.closed and self.pool.put(self.server.key, self, now):
+        if reusable and not self.closed and self.pool.put(self.key, self, now()):
             self.reused = True
             return
         self.close()
@@ -122,7 +121,7 @@ class UpstreamConnection:  # an asyncio protocol; see proxy/connect.py for why n
         if self.paused and self.transport is not None and not self.closed:
             self.paused = False
             if self.exchange is not None:
-                self.timer.set(self.loop.time() + self.server_timeout)
+                self.timer.set(now() + self.server_timeout)
             self.transport.resume_reading()
 
     def close(self) -> None:
@@ -130,7 +129,7 @@ class UpstreamConnection:  # an asyncio protocol; see proxy/connect.py for why n
             return
         self.closed = True
         self.timer.cancel()
-        self.pool.discard(self.server.key, self)
+        self.pool.discard(self.key, self)
         if self.backend is not None:
             self.backend.untrack(self.server, self)
         if self.transport is not None:
@@ -157,7 +156,7 @@ class UpstreamConnection:  # an asyncio protocol; see proxy/connect.py for why n
         if exchange is None:
             self.close()  # bytes while idle: the server is out of sync
             return
-        self.timer.deadline = self.loop.time() + self.server_timeout
+        self.timer.deadline = now() + self.server_timeout
         client = exchange.conn
         client.cork()
         heads = self.heads
@@ -199,7 +198,7 @@ class UpstreamConnection:  # an asyncio protocol; see proxy/connect.py for why n
             # The response was complete; whatever followed it (junk, a body on a
             # 204/304, a second response) means this connection is out of sync.
             self._done = None
-            log.warning("%s: %s after a complete response; closing", self.server.key, reason)
+            log.warning("%s: %s after a complete response; closing", self.key, reason)
             done.response_complete(self, reusable=False)
             self.close()
             return
@@ -220,7 +219,7 @@ class UpstreamConnection:  # an asyncio protocol; see proxy/connect.py for why n
         was_closed = self.closed
         self.closed = True
         self.timer.cancel()
-        self.pool.discard(self.server.key, self)
+        self.pool.discard(self.key, self)
         if self.backend is not None:
             self.backend.untrack(self.server, self)
         exchange = self.exchange

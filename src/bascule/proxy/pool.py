@@ -12,8 +12,6 @@ from typing import Protocol
 
 
 class Pooled(Protocol):
-    idle_since: float
-
     def close(self) -> None: ...
 
 
@@ -23,7 +21,10 @@ class UpstreamPool:
     def __init__(self, max_idle_per_server: int = 64, idle_timeout: float = 30.0) -> None:
         self.max_idle_per_server = max_idle_per_server
         self.idle_timeout = idle_timeout
-        self._idle: dict[str, list[Pooled]] = {}
+        # (idle since, connection), most recent last. The time is kept here, not on the
+        # connection: compiled, reading a tuple item is native, while an attribute of an
+        # object typed by a Protocol is a generic lookup.
+        self._idle: dict[str, list[tuple[float, Pooled]]] = {}
 
     def get(self, server_key: str, now: float, max_age: float | None = None) -> Pooled | None:
         """Most recently idled connection for the server, or None.
@@ -33,10 +34,9 @@ class UpstreamPool:
         """
         idle = self._idle.get(server_key)
         while idle:
-            conn = idle.pop()
-            if now - conn.idle_since <= self.idle_timeout and (
-                max_age is None or now - conn.idle_since <= max_age
-            ):
+            since, conn = idle.pop()
+            age = now - since
+            if age <= self.idle_timeout and (max_age is None or age <= max_age):
                 return conn
             conn.close()
         return None
@@ -46,23 +46,25 @@ class UpstreamPool:
         idle = self._idle.setdefault(server_key, [])
         if len(idle) >= self.max_idle_per_server:
             return False
-        conn.idle_since = now
-        idle.append(conn)
+        idle.append((now, conn))
         return True
 
     def discard(self, server_key: str, conn: Pooled) -> None:
         idle = self._idle.get(server_key)
-        if idle and conn in idle:
-            idle.remove(conn)
+        if idle:
+            for i, (_since, kept) in enumerate(idle):
+                if kept is conn:
+                    del idle[i]
+                    return
 
     def sweep(self, now: float) -> int:
         """Close connections idle longer than idle_timeout; returns how many."""
         closed = 0
         for idle in self._idle.values():
-            stale = [c for c in idle if now - c.idle_since > self.idle_timeout]
-            for conn in stale:
-                idle.remove(conn)
-                conn.close()
+            stale = [entry for entry in idle if now - entry[0] > self.idle_timeout]
+            for entry in stale:
+                idle.remove(entry)
+                entry[1].close()
             closed += len(stale)
         return closed
 
@@ -70,7 +72,7 @@ class UpstreamPool:
         lists = list(self._idle.values())
         self._idle.clear()  # close() calls discard(), which must not edit a list we iterate
         for idle in lists:
-            for conn in idle:
+            for _since, conn in idle:
                 conn.close()
 
     def idle_count(self) -> int:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import random
 from typing import TYPE_CHECKING, Protocol
 
+from bascule.balance.base import PickContext
 from bascule.balance.tiers import BackendBalancer
 from bascule.model import BackendSnapshot, ServerView
 
@@ -45,7 +46,6 @@ class BackendRuntime:
         "needs_context",
         "observe_status",
         "outcomes",
-        "pick",
         "sessions",
         "snapshot",
     )
@@ -75,22 +75,23 @@ class BackendRuntime:
         self._failing: set[str] = set()
         self.snapshot = snapshot
         self.balancer = BackendBalancer(snapshot, config.algorithm, self.loads, self._rng)
-        # pick(ctx, avoid) -> server or None: the current balancer's own method, so a
-        # request costs no extra call level.
-        self.pick = self.balancer.pick
 
     def install(self, snapshot: BackendSnapshot) -> None:
         """Publish a new snapshot: later picks see it, in-flight work is untouched."""
         self.snapshot = snapshot
         self.balancer = BackendBalancer(snapshot, self.config.algorithm, self.loads, self._rng)
-        self.pick = self.balancer.pick
 
-    def acquire(self, server: ServerView) -> None:
-        key = server.key
+    def pick(self, ctx: PickContext, avoid: frozenset[str]) -> ServerView | None:
+        """A server for a new request or connection, or None (see BackendBalancer.pick).
+        Compiled, this and the balancer's method are direct calls (a bound method kept
+        in an attribute would be a generic Python call)."""
+        return self.balancer.pick(ctx, avoid)
+
+    def acquire(self, key: str) -> None:
+        """One more request or connection in flight on server `key` (ServerView.key)."""
         self.loads[key] = self.loads.get(key, 0) + 1
 
-    def release(self, server: ServerView) -> None:
-        key = server.key
+    def release(self, key: str) -> None:
         self.loads[key] = self.loads.get(key, 1) - 1
 
     def failure(self, server: ServerView, reason: str) -> None:

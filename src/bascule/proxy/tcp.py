@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, cast
 from bascule.balance.base import PickContext
 from bascule.model import ServerView
 from bascule.proxy.connect import ConnectError, open_connection
-from bascule.proxy.timers import LazyTimer
+from bascule.proxy.timers import LazyTimer, now
 
 if TYPE_CHECKING:
     from bascule.proxy.listener import FrontendRuntime
@@ -93,7 +93,7 @@ class TcpSession(asyncio.Protocol):
         self.loop.create_task(self._connect())
 
     def data_received(self, data: bytes) -> None:
-        self.timer.deadline = self.loop.time() + self.idle
+        self.timer.deadline = now() + self.idle
         if self.upstream is not None and self.upstream.transport is not None:
             self.upstream.transport.write(data)
         else:
@@ -123,7 +123,7 @@ class TcpSession(asyncio.Protocol):
     # -- server side callbacks -----------------------------------------------
 
     def from_server(self, data: bytes) -> None:
-        self.timer.deadline = self.loop.time() + self.idle
+        self.timer.deadline = now() + self.idle
         if self.client is not None:
             self.client.write(data)
 
@@ -157,19 +157,19 @@ class TcpSession(asyncio.Protocol):
             server = backend.pick(ctx, avoid)
             if server is None:
                 break
-            backend.acquire(server)
+            backend.acquire(server.key)
             try:
                 _transport, side = await open_connection(
                     self.loop, lambda: _ServerSide(self), server, backend.config.timeouts.connect
                 )
             except ConnectError as failure:
-                backend.release(server)
+                backend.release(server.key)
                 backend.failure(server, failure.reason)
                 log.info("tcp %s: %s, trying another server", self.frontend.name, failure)
                 avoid = avoid | {server.key}
                 continue
             if self.closed:
-                backend.release(server)
+                backend.release(server.key)
                 if side.transport is not None:
                     side.transport.close()
                 return
@@ -214,7 +214,7 @@ class TcpSession(asyncio.Protocol):
             self.upstream.transport.close()
         if self.server is not None:
             self.frontend.default_backend.untrack(self.server, self)
-            self.frontend.default_backend.release(self.server)
+            self.frontend.default_backend.release(self.server.key)
             self.server = None
         self.frontend.connection_closed(self)
 

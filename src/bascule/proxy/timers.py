@@ -4,16 +4,26 @@ Re-arming a loop timer on every read would cost a timer-heap insert per
 packet. Instead the owner just moves `deadline`; the one armed handle fires,
 notices the deadline moved later and re-arms itself for it. Only moving a
 deadline *earlier* than the armed time re-arms immediately.
+
+Deadlines are in `now()` time: CLOCK_MONOTONIC, the clock uvloop's `loop.time()`
+reads too (in whole milliseconds, so a loop timer set for a deadline fires at it or
+up to a millisecond after). The data plane reads it several times per request, and
+`loop.time()`, a method of a Python object, costs compiled code a method lookup and a
+call each time: about three times as many instructions as this plain function.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
+from typing import Final
+
+now: Final[Callable[[], float]] = time.monotonic
 
 
 class LazyTimer:
-    """Calls `on_expire()` once the current deadline passes (loop time)."""
+    """Calls `on_expire()` once the current deadline passes (`now()` time)."""
 
     __slots__ = ("_armed_at", "_handle", "_loop", "_on_expire", "deadline")
 
@@ -25,7 +35,7 @@ class LazyTimer:
         self.deadline: float | None = None
 
     def set(self, deadline: float | None) -> None:
-        """Expire at `deadline` (loop time), or never when None."""
+        """Expire at `deadline` (`now()` time), or never when None."""
         self.deadline = deadline
         if deadline is None:
             return
@@ -33,7 +43,7 @@ class LazyTimer:
             self._arm(deadline)
 
     def set_in(self, seconds: float) -> None:
-        self.set(self._loop.time() + seconds)
+        self.set(now() + seconds)
 
     def cancel(self) -> None:
         self.deadline = None
@@ -52,7 +62,7 @@ class LazyTimer:
         deadline = self.deadline
         if deadline is None:
             return
-        if self._loop.time() >= deadline:
+        if now() >= deadline:
             self.deadline = None
             self._on_expire()
         else:

@@ -15,7 +15,7 @@ import httptools
 
 from bascule.errors import UpstreamProtocolError
 from bascule.model import ServerView
-from bascule.proxy.heads import HeadReader
+from bascule.proxy.heads import HeadReader, status_code
 from bascule.proxy.http_policy import HeadLimits, ResponseMemo
 from bascule.proxy.pool import UpstreamPool
 from bascule.proxy.timers import LazyTimer, now
@@ -249,8 +249,8 @@ class UpstreamConnection:  # an asyncio protocol; see proxy/connect.py for why n
     def on_headers_complete(self) -> None:
         exchange = self.exchange
         assert exchange is not None
-        status = self.parser.get_status_code()
         head = self.heads.take()
+        status = status_code(head)
         # An interim 1xx response has no body: the final one follows it directly. After
         # the final response nothing may follow (checked in on_message_begin).
         self.heads.skip(0 if status < 200 else None)

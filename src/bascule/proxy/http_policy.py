@@ -472,8 +472,11 @@ def _header_lines(headers: list[Header]) -> tuple[bytes, ...]:
     if not headers:
         return ()
     pieces: list[bytes] = []
-    for name, value in headers:
-        pieces += (name, b": ", value, b"\r\n")
+    for name, value in headers:  # four appends: no tuple per header, unlike `+=`
+        pieces.append(name)
+        pieces.append(b": ")
+        pieces.append(value)
+        pieces.append(b"\r\n")
     return (b"".join(pieces),)
 
 

@@ -176,10 +176,19 @@ def status_line(head: bytes) -> tuple[bytes, str, int]:
 
 def fields(head: bytes, start: int, side: str) -> list[Header]:
     """The (name, value) fields of a head, from `start` (after the start line)."""
+    found: list[Header] = []
+    read_fields(head, start, side, found)
+    return found
+
+
+def read_fields(head: bytes, start: int, side: str, found: list[Header]) -> bool:
+    """Append the fields of `head` from `start` to `found`. True when every field line
+    is exactly `name + b": " + value`, the form the proxy writes them in: the field
+    lines can then be sent on as they are instead of being joined again."""
     end = len(head) - 4  # before the CRLF that ends the last field and the blank line
     if start > end:
-        return []
-    found: list[Header] = []
+        return True
+    as_written = True
     for line in head[start:end].split(b"\r\n"):
         colon = _colon_in(line)
         if colon < 0:
@@ -187,8 +196,11 @@ def fields(head: bytes, start: int, side: str) -> list[Header]:
             if side == "request":
                 raise ClientProtocolError(400, "malformed header line")
             raise UpstreamProtocolError("malformed header line in the response")
-        found.append((line[:colon], _value_after(line, colon + 1)))
-    return found
+        value = _value_after(line, colon + 1)
+        found.append((line[:colon], value))
+        if as_written and (len(line) - len(value) != colon + 2 or line[colon + 1] != 32):
+            as_written = False  # no space, or more than one, or a tab after the colon
+    return as_written
 
 
 # Compiled, indexing and slicing bytes are a few instructions each, while a bytes method

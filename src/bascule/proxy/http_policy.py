@@ -60,7 +60,7 @@ from http import HTTPStatus
 from typing import Final, Literal
 
 from bascule.errors import ClientProtocolError, UpstreamProtocolError
-from bascule.proxy.heads import Header, fields, request_line, status_line
+from bascule.proxy.heads import Header, fields, read_fields, request_line, status_line
 
 Framing = Literal["length", "chunked", "close", "none"]
 
@@ -440,7 +440,11 @@ def _with_host_header(kept: list[Header], host: bytes) -> list[Header]:
 
 
 def upstream_request_head(
-    head: RequestHead, client_ip: str, client_port: int, proto: str = "http"
+    head: RequestHead,
+    client_ip: str,
+    client_port: int,
+    proto: str = "http",
+    lines: bytes | None = None,
 ) -> bytes:
     """The request head to send to a server, always HTTP/1.1 and keep-alive by default.
 
@@ -448,6 +452,7 @@ def upstream_request_head(
     nginx's $proxy_add_x_forwarded_for); X-Forwarded-Proto and X-Forwarded-Host are set.
     `client_port` is accepted for interface stability but not sent: RFC 7239 allows a port
     in for=, but it only helps correlate logs and leaks client details to every server.
+    `lines`, when given, are `head.headers` already written as "Name: value" lines.
     """
     headers = head.headers
     if head.has_forwarding_headers:
@@ -462,9 +467,8 @@ def upstream_request_head(
         framing = b"Transfer-Encoding: chunked\r\n\r\n"
     else:
         framing = b"\r\n"
-    return b"".join(
-        (head.method, b" ", head.target, b" HTTP/1.1\r\n", *_header_lines(headers), ours, framing)
-    )
+    written = _header_lines(headers) if lines is None else (lines,)
+    return b"".join((head.method, b" ", head.target, b" HTTP/1.1\r\n", *written, ours, framing))
 
 
 def _header_lines(headers: list[Header]) -> tuple[bytes, ...]:
@@ -709,8 +713,14 @@ class RequestMemo:
             and raw.endswith(self._fields)
         ):
             return self._retargeted(raw, memo, target)
-        head = check_request_head(method, target, version, fields(raw, start, "request"), limits)
-        wire = upstream_request_head(head, self._client_ip, self._client_port)
+        headers: list[Header] = []
+        as_written = read_fields(raw, start, "request", headers)
+        head = check_request_head(method, target, version, headers, limits)
+        # Every field passed on unchanged and each line as the proxy would write it:
+        # send the client's field lines as they are (the same bytes, without a join).
+        same = as_written and head.headers is headers and not head.has_forwarding_headers
+        lines = raw[start : len(raw) - 2] if same else None
+        wire = upstream_request_head(head, self._client_ip, self._client_port, lines=lines)
         if plain:
             self._raw, self._fields, self._head, self._wire = raw, raw[start - 2 :], head, wire
             self._suffix = wire[len(method) + 1 + len(target) :]
@@ -848,9 +858,11 @@ class _Shape:
         self.name_bytes = sum(map(len, names)) + 4 * len(names)  # ": " and CRLF each
 
     def kept_of(self, headers: list[Header]) -> list[Header]:
-        """The headers copied as is, in order (a new list)."""
+        """The headers copied as is, in order: `headers` itself when that is all of them
+        (which RequestMemo relies on), else a new list. Lists of headers are never
+        changed once built."""
         if self.kept is None:
-            return list(headers)
+            return headers
         return [headers[index] for index in self.kept]
 
 

@@ -767,13 +767,18 @@ class ResponseMemo:
     the same client head; anything else is split and goes through `check_response_head`.
     """
 
-    __slots__ = ("_client_head", "_client_key", "_head", "_raw")
+    __slots__ = ("_client_for", "_client_head", "_framing", "_head", "_http10", "_keep", "_raw")
 
     def __init__(self) -> None:
         self._raw = b""
         self._head: ResponseHead | None = None
-        self._client_key: tuple[ResponseHead, Framing, bool, bool] | None = None
+        # The last client head, and the arguments it was made for. Compared one by one,
+        # not as a tuple: compiled, that builds no tuple and makes no generic comparison.
         self._client_head = b""
+        self._client_for: ResponseHead | None = None
+        self._framing: Framing = "none"
+        self._keep = False
+        self._http10 = False
 
     def check(self, raw: bytes, status: int, limits: HeadLimits) -> ResponseHead:
         """The verdict on raw response head `raw` whose status code llhttp read as
@@ -790,11 +795,16 @@ class ResponseMemo:
         self, head: ResponseHead, framing: Framing, keep_alive: bool, http10_client: bool
     ) -> bytes:
         """Like `client_response_head`."""
-        key = (head, framing, keep_alive, http10_client)
-        if key == self._client_key:
+        if (
+            head is self._client_for
+            and framing == self._framing
+            and keep_alive == self._keep
+            and http10_client == self._http10
+        ):
             return self._client_head
         data = client_response_head(head, framing, keep_alive, http10_client)
-        self._client_key, self._client_head = key, data
+        self._client_head, self._client_for = data, head
+        self._framing, self._keep, self._http10 = framing, keep_alive, http10_client
         return data
 
 

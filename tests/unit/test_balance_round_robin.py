@@ -5,6 +5,9 @@ from __future__ import annotations
 import random
 from collections import Counter
 
+from hypothesis import given
+from hypothesis import strategies as st
+
 from bascule.balance.base import PickContext
 from bascule.balance.round_robin import round_robin
 from bascule.balance.tiers import usable_under
@@ -79,3 +82,23 @@ def test_avoided_server_is_skipped_for_that_pick_only() -> None:
     assert retried is not None and retried.name == "b"
     following = [algorithm.pick(NO_CONTEXT, usable, frozenset()) for _ in range(4)]
     assert Counter(p.name for p in following if p) == Counter({"a": 2, "b": 2})
+
+
+@given(
+    weights=st.lists(st.integers(min_value=1, max_value=9), min_size=1, max_size=6),
+    avoided=st.lists(st.one_of(st.none(), st.integers(min_value=0, max_value=5)), max_size=40),
+)
+def test_picks_without_checks_follow_the_same_sequence_as_checked_ones(
+    weights: list[int], avoided: list[int | None]
+) -> None:
+    # With nothing avoided and no usability check the balancer takes a shorter path;
+    # it must pick exactly what the checked path picks, also when the two alternate.
+    servers = pool(*weights)
+    fast = round_robin(servers, {}, random.Random(0))
+    checked = round_robin(servers, {}, random.Random(0))
+    everyone = usable_under({})
+    for index in avoided:
+        avoid = frozenset() if index is None else frozenset({f"web/{'abcdefgh'[index]}"})
+        expected = checked.pick(NO_CONTEXT, everyone, avoid)
+        got = fast.pick(NO_CONTEXT, None, avoid)
+        assert got is expected

@@ -24,7 +24,7 @@ from bascule.model import ServerView
 class SmoothRoundRobin(Algorithm):
     """nginx's smooth weighted round-robin over one tier of servers."""
 
-    __slots__ = ("_current", "_entries")
+    __slots__ = ("_current", "_entries", "_servers", "_total", "_weights")
 
     def __init__(self, servers: Sequence[ServerView]) -> None:
         # (position, server, key, weight) precomputed once: `ServerView.key`
@@ -33,10 +33,33 @@ class SmoothRoundRobin(Algorithm):
             (position, server, server.key, server.weight) for position, server in enumerate(servers)
         )
         self._current = [0] * len(self._entries)
+        # The same, as plain lists, for picks where every server takes part (most):
+        # compiled, indexing lists of ints is native, unpacking tuples is not.
+        self._servers = list(servers)
+        self._weights = [server.weight for server in servers]
+        self._total = sum(self._weights)
 
     def pick(
         self, ctx: PickContext, usable: Usable | None, avoid: frozenset[str]
     ) -> ServerView | None:
+        if avoid or usable is not None or not self._weights:
+            return self._pick_among(usable, avoid)
+        # Every server takes part: the same steps as `_pick_among`, without the checks.
+        current = self._current
+        weights = self._weights
+        best = 0
+        best_current = current[0] + weights[0]
+        current[0] = best_current
+        for position in range(1, len(weights)):
+            raised = current[position] + weights[position]
+            current[position] = raised
+            if raised > best_current:  # strict: the earliest server wins ties, as in nginx
+                best, best_current = position, raised
+        current[best] = best_current - self._total
+        return self._servers[best]
+
+    def _pick_among(self, usable: Usable | None, avoid: frozenset[str]) -> ServerView | None:
+        """A pick where some servers may sit out (unusable or avoided)."""
         current = self._current
         best: ServerView | None = None
         best_position = -1

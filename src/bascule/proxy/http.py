@@ -78,6 +78,7 @@ class Exchange:
         "head_wire",
         "http11",
         "keep_alive",
+        "replayable",
         "request_done",
         "response",
         "response_started",
@@ -100,10 +101,13 @@ class Exchange:
         self.upstream: UpstreamConnection | None = None
         self.avoid = _NO_AVOID
         self.attempts = 0
-        self.unsent: list[bytes] = []
+        # Body pieces waiting for a server connection. The lists are made on the first
+        # piece: most requests have no body, and two lists per request cost more than
+        # the checks.
+        self.unsent: list[bytes] | None = None
         self.unsent_bytes = 0
-        # Encoded body bytes sent so far, kept for replay; None once not replayable.
-        self.wire: list[bytes] | None = [] if head.idempotent else None
+        self.replayable = head.idempotent  # may be sent again to another server
+        self.wire: list[bytes] | None = None  # encoded body sent so far, kept for replay
         self.wire_bytes = 0
         self.request_done = not head.chunked and not head.content_length  # None or 0
         self.response: ResponseHead | None = None
@@ -130,10 +134,11 @@ class Exchange:
         self.server = server
         key = server.key
         backend.acquire(key)
-        max_age = None if self.wire is not None else FRESH_FOR_UNSAFE
-        pooled = self.conn.pool.get(key, now(), max_age)
+        max_age = None if self.replayable else FRESH_FOR_UNSAFE
+        at = now()
+        pooled = self.conn.pool.get(key, at, max_age)
         if pooled is not None:
-            self._send_on(cast(UpstreamConnection, pooled))  # the pool holds only these
+            self._send_on(cast(UpstreamConnection, pooled), at)  # the pool holds only these
         else:
             self.conn.loop.create_task(self._connect(server))
 
@@ -159,20 +164,21 @@ class Exchange:
         if self.backend.sessions is not None:
             upstream.backend = self.backend
             self.backend.track(server, upstream)
-        self._send_on(upstream)
+        self._send_on(upstream, now())
 
-    def _send_on(self, upstream: UpstreamConnection) -> None:
+    def _send_on(self, upstream: UpstreamConnection, at: float) -> None:
         self.upstream = upstream
         conn = self.conn
-        upstream.attach(self, self.head_wire)
+        upstream.attach(self, self.head_wire, at)
         if conn.write_paused:
             # The client is still behind on an earlier response: uvloop will not say
             # pause_writing again, so apply it to this server now.
             upstream.pause_reading()
-        if self.unsent:
-            for piece in self.unsent:
+        unsent = self.unsent
+        if unsent is not None:
+            for piece in unsent:
                 upstream.write(piece)
-            self.unsent = []
+            self.unsent = None
             self.unsent_bytes = 0
         conn.resume_reading(_PAUSE_BUFFER)
 
@@ -186,18 +192,25 @@ class Exchange:
             self._forward(b"0\r\n\r\n")
 
     def _forward(self, piece: bytes) -> None:
-        wire = self.wire
-        if wire is not None:
+        if self.replayable:
             self.wire_bytes += len(piece)
-            if self.wire_bytes <= REPLAY_LIMIT:
-                wire.append(piece)
-            else:
+            wire = self.wire
+            if self.wire_bytes > REPLAY_LIMIT:
+                self.replayable = False
                 self.wire = None
+            elif wire is None:
+                self.wire = [piece]
+            else:
+                wire.append(piece)
         upstream = self.upstream
         if upstream is not None:
             upstream.write(piece)
             return
-        self.unsent.append(piece)
+        unsent = self.unsent
+        if unsent is None:
+            self.unsent = [piece]
+        else:
+            unsent.append(piece)
         self.unsent_bytes += len(piece)
         if self.unsent_bytes > UNSENT_LIMIT:
             self.conn.pause_reading(_PAUSE_BUFFER)
@@ -268,7 +281,7 @@ class Exchange:
         if self.server is not None:
             self.backend.success(self.server)
         self._release_server()
-        self.conn.exchange_finished(self)
+        self.conn.exchange_finished(self, upstream.read_at)
 
     def upstream_eof(self, upstream: UpstreamConnection) -> None:
         """The server closed its side; ends a close-delimited response."""
@@ -308,7 +321,7 @@ class Exchange:
         if server is not None and counts_against_server:
             self.backend.failure(server, reason)
         sent_something = status != 503  # a connect failure sent nothing
-        replayable = not self.response_started and (not sent_something or self.wire is not None)
+        replayable = not self.response_started and (not sent_something or self.replayable)
         if replayable and self.attempts <= self.backend.config.retries and not self.conn.closed:
             if server is not None:
                 log.info(
@@ -611,7 +624,8 @@ class HttpClientConnection:  # an asyncio protocol; see proxy/connect.py for why
         if corked and self.transport is not None and not self.closed:
             self.transport.write(corked[0] if len(corked) == 1 else b"".join(corked))
 
-    def exchange_finished(self, exchange: Exchange) -> None:
+    def exchange_finished(self, exchange: Exchange, at: float) -> None:
+        """`exchange` has its whole response, which ended at `at` (`now()` time)."""
         if exchange is not self.active:
             return
         self.active = None
@@ -625,13 +639,16 @@ class HttpClientConnection:  # an asyncio protocol; see proxy/connect.py for why
             self.active = nxt
             if not self.queue:
                 self.resume_reading(_PAUSE_QUEUE)
-            self._arm(_TIMER_NONE if nxt.request_done else _TIMER_BODY, self.client_timeout)
+            if nxt.request_done:
+                self._arm(_TIMER_NONE, 0)
+            else:
+                self._arm_at(_TIMER_BODY, at + self.client_timeout)
             nxt.start()
             return
         if self.closing:
             self.close()
             return
-        self._arm(_TIMER_IDLE, self.client_timeout)
+        self._arm_at(_TIMER_IDLE, at + self.client_timeout)
 
     def send_error_and_close(self, status: int, detail: str) -> None:
         self.frontend.count_error(status)
@@ -683,11 +700,16 @@ class HttpClientConnection:  # an asyncio protocol; see proxy/connect.py for why
         self.send_error_and_close(status, reason)
 
     def _arm(self, kind: int, seconds: float) -> None:
-        self._timer_kind = kind
         if kind == _TIMER_NONE:
+            self._timer_kind = kind
             self.timer.set(None)
         else:
-            self.timer.set(now() + seconds)
+            self._arm_at(kind, now() + seconds)
+
+    def _arm_at(self, kind: int, deadline: float) -> None:
+        """Like `_arm`, with the deadline (`now()` time) given."""
+        self._timer_kind = kind
+        self.timer.set(deadline)
 
     def _timed_out(self) -> None:
         kind = self._timer_kind

@@ -45,6 +45,7 @@ class UpstreamConnection:  # an asyncio protocol; see proxy/connect.py for why n
         "parser",
         "paused",
         "pool",
+        "read_at",
         "reused",
         "server",
         "server_timeout",
@@ -78,17 +79,20 @@ class UpstreamConnection:  # an asyncio protocol; see proxy/connect.py for why n
         self._head_budget = limits.max_header_bytes + 4096
         self._reset_parser = False
         self._done: Exchange | None = None  # response complete, finished after the read
+        # When the last read arrived (`now()` time). A response ends in a read, so this is
+        # also when it ended: the time its exchange and the pool need, without a clock call.
+        self.read_at = 0.0
         self.timer = LazyTimer(loop, self._timed_out)
 
     # -- used by the exchange ----------------------------------------------------
 
-    def attach(self, exchange: Exchange, request_head: bytes) -> None:
-        """Serve `exchange`, starting with its request head."""
+    def attach(self, exchange: Exchange, request_head: bytes, at: float) -> None:
+        """Serve `exchange`, starting with its request head, sent at `at` (`now()`)."""
         self.exchange = exchange
         self.heads.reset()  # the response starts with the next byte the server sends
         assert self.transport is not None
         self.transport.write(request_head)
-        self.timer.set(now() + self.server_timeout)
+        self.timer.set(at + self.server_timeout)
 
     def write(self, data: bytes) -> None:
         assert self.transport is not None
@@ -104,7 +108,7 @@ class UpstreamConnection:  # an asyncio protocol; see proxy/connect.py for why n
             self._reset_parser = False
         if self.paused:
             self.resume_reading()  # an idle pooled connection must notice the server closing
-        if reusable and not self.closed and self.pool.put(self.key, self, now()):
+        if reusable and not self.closed and self.pool.put(self.key, self, self.read_at):
             self.reused = True
             return
         self.close()
@@ -156,7 +160,9 @@ class UpstreamConnection:  # an asyncio protocol; see proxy/connect.py for why n
         if exchange is None:
             self.close()  # bytes while idle: the server is out of sync
             return
-        self.timer.deadline = now() + self.server_timeout
+        at = now()
+        self.read_at = at
+        self.timer.deadline = at + self.server_timeout
         client = exchange.conn
         client.cork()
         heads = self.heads

@@ -139,6 +139,7 @@ class Sample:
 
     wrk: WrkReport
     lb_cpu_s: float
+    round: int = 0  # which repeat: every LB of a scenario is measured once per round
 
     @property
     def cpu_us_per_request(self) -> float:
@@ -162,8 +163,13 @@ class CellResult:
     samples: int = 0
     cpu_ratio_vs_haproxy: float | None = None
     cpu_ratio_vs_nginx: float | None = None
+    # The same ratio in each round (this LB's run over the baseline's run of that round);
+    # the ratios above are the medians of these.
+    round_ratios_vs_haproxy: list[float] = field(default_factory=list)
+    round_ratios_vs_nginx: list[float] = field(default_factory=list)
     failure: str | None = None
     sample_details: list[dict[str, float]] = field(default_factory=list)
+    cpu_by_round: dict[int, float] = field(default_factory=dict)
 
 
 class BenchError(Exception):
@@ -710,7 +716,7 @@ def start_lb(
     return lb
 
 
-def measure(lb: RunningLb, scenario: Scenario, load: LoadSettings) -> Sample:
+def measure(lb: RunningLb, scenario: Scenario, load: LoadSettings, round_no: int) -> Sample:
     """Warm up, then one measured wrk run with the LB's CPU sampled around it."""
     assert lb.process is not None
     if load.warmup_s > 0:
@@ -724,7 +730,7 @@ def measure(lb: RunningLb, scenario: Scenario, load: LoadSettings) -> Sample:
         raise BenchError(
             f"no request completed ({report.socket_errors} socket errors, {report.non_2xx} non-2xx)"
         )
-    return Sample(report, cpu_seconds_between(before, after))
+    return Sample(report, cpu_seconds_between(before, after), round_no)
 
 
 def run_scenario(scenario: Scenario, ctx: RunContext, cells: list[CellResult]) -> None:
@@ -747,7 +753,7 @@ def run_scenario(scenario: Scenario, ctx: RunContext, cells: list[CellResult]) -
             # Rotate the order each repeat so no LB always runs first or last.
             for lb in rotated(lbs, repeat):
                 if lb.failure is None:
-                    measure_into(lb, scenario, ctx.load)
+                    measure_into(lb, scenario, ctx.load, repeat)
     finally:
         for lb in lbs:
             if lb.process is not None:
@@ -755,9 +761,9 @@ def run_scenario(scenario: Scenario, ctx: RunContext, cells: list[CellResult]) -
         cells.extend(summarize(scenario.name, lb) for lb in lbs)
 
 
-def measure_into(lb: RunningLb, scenario: Scenario, load: LoadSettings) -> None:
+def measure_into(lb: RunningLb, scenario: Scenario, load: LoadSettings, round_no: int) -> None:
     try:
-        sample = measure(lb, scenario, load)
+        sample = measure(lb, scenario, load, round_no)
     except BenchError as exc:
         lb.failure = str(exc)
         log(f"  {lb.name}: {lb.failure}")
@@ -799,22 +805,42 @@ def summarize(scenario: str, lb: RunningLb) -> CellResult:
             "lb_cpu_s": s.lb_cpu_s,
             "p50_ms": s.wrk.p50_ms,
             "p99_ms": s.wrk.p99_ms,
+            "round": s.round,
         }
         for s in samples
     ]
+    cell.cpu_by_round = {s.round: s.cpu_us_per_request for s in samples}
     return cell
 
 
 def add_ratios(cells: list[CellResult]) -> None:
-    """CPU/request of each cell divided by HAProxy's and nginx's in the same scenario."""
-    baseline = {(c.scenario, c.lb): c.cpu_us_per_request for c in cells if c.cpu_us_per_request}
+    """CPU/request of each cell over HAProxy's and nginx's in the same scenario.
+
+    The ratio is taken round by round, then its median kept. The LBs of one round run
+    back to back, seconds apart, so a slow spell of the machine (which can last longer
+    than a run) weighs on both sides of a ratio; the medians of each LB's runs, taken
+    over the whole scenario, would compare runs made minutes apart.
+    """
+    by_key = {(c.scenario, c.lb): c for c in cells if c.cpu_us_per_request}
     for cell in cells:
         if cell.cpu_us_per_request is None:
             continue
-        haproxy = baseline.get((cell.scenario, "haproxy"))
-        nginx = baseline.get((cell.scenario, "nginx"))
-        cell.cpu_ratio_vs_haproxy = cell.cpu_us_per_request / haproxy if haproxy else None
-        cell.cpu_ratio_vs_nginx = cell.cpu_us_per_request / nginx if nginx else None
+        haproxy = by_key.get((cell.scenario, "haproxy"))
+        nginx = by_key.get((cell.scenario, "nginx"))
+        cell.round_ratios_vs_haproxy = round_ratios(cell, haproxy)
+        cell.round_ratios_vs_nginx = round_ratios(cell, nginx)
+        if cell.round_ratios_vs_haproxy:
+            cell.cpu_ratio_vs_haproxy = statistics.median(cell.round_ratios_vs_haproxy)
+        if cell.round_ratios_vs_nginx:
+            cell.cpu_ratio_vs_nginx = statistics.median(cell.round_ratios_vs_nginx)
+
+
+def round_ratios(cell: CellResult, baseline: CellResult | None) -> list[float]:
+    """`cell`'s CPU/request over `baseline`'s, for each round both were measured in."""
+    if baseline is None:
+        return []
+    mine, theirs = cell.cpu_by_round, baseline.cpu_by_round
+    return [mine[r] / theirs[r] for r in sorted(mine) if theirs.get(r)]
 
 
 def target_verdicts(cells: Sequence[CellResult]) -> list[str]:
@@ -829,13 +855,25 @@ def target_verdicts(cells: Sequence[CellResult]) -> list[str]:
         ratio = (
             bascule.cpu_ratio_vs_haproxy if baseline == "haproxy" else bascule.cpu_ratio_vs_nginx
         )
+        rounds = (
+            bascule.round_ratios_vs_haproxy
+            if baseline == "haproxy"
+            else bascule.round_ratios_vs_nginx
+        )
         if ratio is None:
             measured = {c.lb for c in cells if c.scenario == scenario and c.failure is None}
             missing = [lb for lb in ("bascule", baseline) if lb not in measured]
             lines.append(f"{wanted}: n/a ({' and '.join(missing)} not measured)")
         else:
             verdict = "met" if ratio <= limit else "MISSED"
-            lines.append(f"{wanted}: measured {ratio:.2f}x — {verdict}")
+            spread = " ".join(f"{r:.2f}" for r in rounds)
+            base = next(c for c in cells if (c.scenario, c.lb) == (scenario, baseline))
+            assert bascule.cpu_us_per_request is not None and base.cpu_us_per_request
+            of_medians = bascule.cpu_us_per_request / base.cpu_us_per_request
+            lines.append(
+                f"{wanted}: measured {ratio:.2f}x — {verdict}\n"
+                f"    per round: {spread}; ratio of the medians: {of_medians:.2f}x"
+            )
     return lines
 
 
@@ -978,12 +1016,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description="Benchmark Bascule against HAProxy and nginx, side by side, in one run.",
     )
-    parser.add_argument("--duration", type=int, default=8, help="seconds per cell (8)")
-    parser.add_argument("--quick", action="store_true", help="3 s per cell")
+    parser.add_argument("--duration", type=int, default=4, help="seconds per run (4)")
+    parser.add_argument("--quick", action="store_true", help="one round of 3 s runs")
     parser.add_argument(
         "--warmup", type=int, default=1, help="warm-up seconds per cell, 0 for none (1)"
     )
-    parser.add_argument("--repeat", type=int, default=1, help="runs per cell, median kept (1)")
+    parser.add_argument(
+        "--repeat", type=int, default=5, help="rounds: runs per cell, median kept (5)"
+    )
     parser.add_argument("--connections", type=int, default=50, help="wrk connections (50)")
     parser.add_argument("--threads", type=int, default=1, help="wrk threads (1)")
     parser.add_argument(
@@ -1006,6 +1046,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.quick:
         args.duration = 3
+        args.repeat = 1
     if min(args.repeat, args.duration, args.connections, args.threads) < 1 or args.warmup < 0:
         parser.error(
             "--repeat, --duration, --connections and --threads must be at least 1, "
@@ -1131,7 +1172,7 @@ def report(
 ) -> None:
     title = (
         f"LB benchmark: wrk -t{args.threads} -c{args.connections}, {args.duration:g}s per cell, "
-        f"median of {args.repeat}; {pinning.reason}"
+        f"median of {args.repeat} (ratios: median of the per-round ratios); {pinning.reason}"
         + (" (INTERRUPTED, partial)" if interrupted else "")
     )
     print_table(cells, title)

@@ -20,6 +20,7 @@ COMPILED_MODULES = (
     "proxy/http_upstream",
     "proxy/pool",
     "proxy/runtime",
+    "proxy/tcp",
     "proxy/timers",
     "balance/base",
     "balance/first",

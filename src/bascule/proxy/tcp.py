@@ -25,10 +25,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("bascule.tcp")
 
 
-class _ServerSide(asyncio.Protocol):
+class _ServerSide:  # an asyncio protocol; see proxy/connect.py for why no base class
     """The upstream half of a TCP session."""
-
-    __slots__ = ("session", "transport")
 
     def __init__(self, session: TcpSession) -> None:
         self.session = session
@@ -54,7 +52,7 @@ class _ServerSide(asyncio.Protocol):
         self.session.resume_client()
 
 
-class TcpSession(asyncio.Protocol):
+class TcpSession:  # an asyncio protocol, compiled like the L7 ones (proxy/connect.py)
     """One client connection on a TCP frontend and its server connection."""
 
     def __init__(self, frontend: FrontendRuntime) -> None:

@@ -207,9 +207,9 @@ class Demo:
         t = self.timeline
         kill_at, restart_at = self.duration * 0.3, self.duration * 0.6
         await asyncio.sleep(kill_at)
+        t.killed_at = time.monotonic()  # before acting: what follows is the kill's doing
         self.backends[VICTIM].send_signal(signal.SIGKILL)
         await self.backends[VICTIM].wait()
-        t.killed_at = time.monotonic()
         t.note(t.killed_at, f"killed {VICTIM} (SIGKILL)")
         await asyncio.sleep(restart_at - kill_at)
         self.backends[VICTIM] = await start_backend(VICTIM, self.ports[VICTIM])

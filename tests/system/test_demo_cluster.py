@@ -13,8 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
+from prerequisites import needs
 from sessions import session
 from unprivileged import SETPRIV_NOBODY, Runtime, runtime_for_anyone
 
@@ -69,7 +68,7 @@ def test_cluster_demo_moves_the_vip_to_the_backup_and_back_and_leaves_nothing() 
     assert re.search(rf"^    total +{failed[1]}$", output, re.M), output
 
 
-@pytest.mark.skipif(shutil.which("setpriv") is None, reason="needs setpriv (util-linux)")
+@needs(shutil.which("setpriv") is not None, "needs setpriv (util-linux)")
 def test_cluster_demo_without_root_says_so_and_builds_nothing() -> None:
     # `nobody` may not be able to read the checkout: it runs a copy it can read.
     with runtime_for_anyone() as runtime:

@@ -6,14 +6,19 @@ BIN := $(VENV)/bin
 
 .PHONY: demo test build lint format unit integration system bench bench-failover bench-checks bench-vip clean
 
-$(VENV)/.installed: pyproject.toml
+# `make demo` installs Bascule as pure Python and runs at once; the L7 data path is compiled
+# with mypyc (a minute or more) by `make build`, and so by `make test` and `make bench`: once
+# per change of its sources. The install builds in this venv (--no-build-isolation): pip's
+# isolated build environment would first install mypy and every build requirement.
+$(VENV)/.installed: pyproject.toml setup.py
 	@$(PYTHON) -m venv $(VENV) || { echo "cannot create a venv: on Debian run 'apt-get install python3-venv'"; exit 1; }
-	$(PY) -m pip install -q -e .
+	@echo "Installing Bascule in $(VENV) as pure Python (no compile: \`make build\` compiles the data path)"
+	$(PY) -m pip install -q 'setuptools>=68' wheel
+	BASCULE_PURE_PYTHON=1 $(PY) -m pip install -q --no-build-isolation -e .
 	@touch $@
 
 $(VENV)/.dev: $(VENV)/.installed
-	# The project itself was built (and compiled) just before: only add the dev tools.
-	BASCULE_PURE_PYTHON=1 $(PY) -m pip install -q -e '.[dev]'
+	BASCULE_PURE_PYTHON=1 $(PY) -m pip install -q --no-build-isolation -e '.[dev]'
 	@touch $@
 
 # The L7 data path is compiled with mypyc next to its sources (setup.py); rebuild it when
@@ -26,7 +31,8 @@ $(VENV)/.compiled: $(VENV)/.dev $(wildcard src/bascule/proxy/*.py src/bascule/ba
 
 build: $(VENV)/.compiled
 
-demo: $(VENV)/.installed
+# Once compiled (`make build`, `make test`), the demo keeps the compiled code up to date too.
+demo: $(VENV)/.installed $(if $(wildcard $(VENV)/.compiled),$(VENV)/.compiled)
 	$(BIN)/bascule demo
 
 lint: $(VENV)/.dev
@@ -39,7 +45,7 @@ format: $(VENV)/.dev
 	$(BIN)/ruff check --fix src tests bench setup.py
 
 test: lint $(VENV)/.compiled
-	$(BIN)/pytest -q -p no:cacheprovider
+	$(BIN)/pytest -q -p no:cacheprovider  # -rs (skip reasons) is in pyproject.toml
 
 unit: $(VENV)/.compiled
 	$(BIN)/pytest -q tests/unit

@@ -8,7 +8,8 @@ run through the policy alone (tests/unit/test_desync_corpus.py) or through the r
 Import it as `desync_corpus`: tests/conftest.py puts tests/ on sys.path.
 
 Calling `load_cases()` while pytest collects a module skips that module when the corpus is
-not there. Set BASCULE_DESYNC_CORPUS to read it from another directory.
+not there (and fails it in CI: `prerequisites.missing`). Set BASCULE_DESYNC_CORPUS to read it
+from another directory.
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
 import yaml
+
+from prerequisites import missing
 
 CORPUS_DIR = Path(
     os.environ.get(
@@ -52,10 +54,9 @@ class Case:
 def load_cases() -> list[Case]:
     """Every case of every YAML file in the corpus, in file order."""
     if not CORPUS_DIR.is_dir():
-        pytest.skip(
+        missing(
             f"HTTP desync corpus not found at {CORPUS_DIR} (expected the shared corpora "
-            "checkout beside the project, or set BASCULE_DESYNC_CORPUS)",
-            allow_module_level=True,
+            "checkout beside the project, or set BASCULE_DESYNC_CORPUS)"
         )
     cases: list[Case] = []
     for path in sorted(CORPUS_DIR.glob("*.yaml")):

@@ -154,10 +154,11 @@ def _host_problems(config: Config) -> list[ConfigProblem]:
 )
 @click.option(
     "--port",
-    default=8080,
+    default=18080,  # not 8080: it is often taken on a workstation
     show_default=True,
     type=click.IntRange(1, 65535),
-    help="Port of the demo frontend on 127.0.0.1.",
+    help="Port of the demo frontend on 127.0.0.1 (with --cluster: on the VIP). If it is "
+    "taken, the demo stops at once with Bascule's error and exits 1.",
 )
 @click.option(
     "--serve",
@@ -180,6 +181,8 @@ def demo(duration: float, rate: int, port: int, serve: bool, cluster: bool) -> N
     errors and each server's share; the final report gives requests sent and
     failed, how long until traffic left the dead server and came back to it,
     and the distribution per server. Every figure is measured. No root needed.
+    Exits 1 if its own Bascule could not start (e.g. the port is taken: the
+    error says so at once), exited, or a figure could not be measured.
 
     With --cluster (root only): builds network namespaces holding a client, two
     Bascule nodes sharing the VIP 198.18.0.10 by VRRP, and three backends on one

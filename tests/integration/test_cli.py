@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import re
 import signal
 import socket
@@ -20,6 +19,7 @@ import pytest
 from backends import Backend, Request, ok_response
 from client import Client, get, request
 from harness import free_port
+from sessions import session
 
 REPO = Path(__file__).resolve().parents[2]
 SLOW_RESPONSE = 2.0  # seconds the slow backend takes, while Bascule is asked to stop
@@ -266,22 +266,9 @@ def test_demo_survives_a_killed_server_and_reports_it() -> None:
     # Its own session, so that if it hangs the demo and every process it started
     # (backends, bascule run) can be killed together through its process group.
     options = ["--duration", "8", "--rate", "100", "--port", str(free_port())]
-    demo = subprocess.Popen(
-        [sys.executable, "-m", "bascule", "demo", *options],
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
     started = time.monotonic()
-    try:
+    with session([sys.executable, "-m", "bascule", "demo", *options]) as demo:
         output, _ = demo.communicate(timeout=40)
-    finally:
-        if demo.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(demo.pid, signal.SIGKILL)
-            demo.wait()
     assert demo.returncode == 0, output
     assert time.monotonic() - started < 40
     assert re.search(r"^\s*requests failed   0\s*$", output, re.M), output

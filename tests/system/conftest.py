@@ -1,9 +1,10 @@
 """System tests: real network namespaces, as root. Skipped, with the reason, elsewhere.
 
 Every test in this directory is marked `system` (select or deselect with `-m system`)
-and skipped as a whole when the machine cannot run it: not root, no `ip` command, or
-namespaces cannot be created (checked once, by creating and deleting one). Namespaces
-left by crashed runs are removed once per session before the first test.
+and skipped as a whole (failed in CI: `prerequisites`) when the machine cannot run it:
+not root, no `ip` command, or namespaces cannot be created (checked once, by creating
+and deleting one). Namespaces left by crashed runs are removed once per session before
+the first test.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from bascule.netns import CommandError, Topology, remove_stale_namespaces, topology
+from prerequisites import needs
 
 HERE = Path(__file__).parent
 
@@ -45,8 +47,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     reason = why_not_runnable()
     for item in ours:
         item.add_marker(pytest.mark.system)
-        if reason is not None:
-            item.add_marker(pytest.mark.skip(reason=reason))
+        item.add_marker(needs(reason is None, reason or ""))
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -26,6 +26,7 @@ import pytest
 from bascule.netns import Host, Topology, wait_for
 from bascule.testbed import BasculeNode, vrrp_node_config
 from bascule.vrrp.packet import VRRP_MULTICAST_V4, Advert, encode
+from prerequisites import needs
 
 KEEPALIVED = "/usr/sbin/keepalived"
 VRID = 51
@@ -35,8 +36,8 @@ STARTUP_LIMIT = 15.0  # a fresh Python process imports pyroute2, pydantic, uvloo
 INTERVAL = {3: 0.1, 2: 1.0}  # advert interval per version: keepalived's fastest for each
 POLL_SLACK = 0.5  # polling through `ip`, a loaded CI machine
 
-needs_keepalived = pytest.mark.skipif(
-    not os.access(KEEPALIVED, os.X_OK), reason=f"keepalived is not installed at {KEEPALIVED}"
+needs_keepalived = needs(
+    os.access(KEEPALIVED, os.X_OK), f"keepalived is not installed at {KEEPALIVED}"
 )
 
 

@@ -56,6 +56,7 @@ from bascule.vrrp.socket import (
     check_capabilities,
     require_capabilities,
 )
+from prerequisites import missing, needs
 
 pytestmark = pytest.mark.system
 
@@ -163,9 +164,9 @@ class _Lab:
 @pytest.fixture(scope="module")
 def lab() -> Iterator[_Lab]:
     if os.geteuid() != 0:
-        pytest.skip("VRRP system tests need root (network namespaces and raw sockets)")
+        missing("VRRP system tests need root (network namespaces and raw sockets)")
     if shutil.which("ip") is None:
-        pytest.skip("VRRP system tests need iproute2's `ip`")
+        missing("VRRP system tests need iproute2's `ip`")
     lab = _Lab()
     try:
         lab.create()
@@ -336,7 +337,7 @@ _WITHOUT_NET_RAW = textwrap.dedent(
 
 def test_without_cap_net_raw_open_refuses_and_names_the_capability() -> None:
     if os.geteuid() != 0 or shutil.which("setpriv") is None:
-        pytest.skip("needs root and setpriv to drop CAP_NET_RAW from a child process")
+        missing("needs root and setpriv to drop CAP_NET_RAW from a child process")
     drop_net_raw = ["setpriv", "--bounding-set=-net_raw", "--inh-caps=-net_raw"]
     result = subprocess.run(
         [*drop_net_raw, sys.executable, "-c", _WITHOUT_NET_RAW],
@@ -472,8 +473,8 @@ def _keepalived(lab: _Lab, host: str, workdir: Path, conf: str) -> Iterator[_Kee
         keepalived.stop()
 
 
-needs_keepalived = pytest.mark.skipif(
-    not os.access(KEEPALIVED, os.X_OK), reason=f"keepalived is not installed at {KEEPALIVED}"
+needs_keepalived = needs(
+    os.access(KEEPALIVED, os.X_OK), f"keepalived is not installed at {KEEPALIVED}"
 )
 
 

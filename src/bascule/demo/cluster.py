@@ -30,6 +30,7 @@ from pathlib import Path
 from rich.console import Console
 
 from bascule.demo.load import LoadGenerator, Outcome
+from bascule.demo.phases import Event, phases
 from bascule.demo.run import Timeline, until_stopped
 from bascule.netns import CommandError, Host, Topology, topology, wait_for
 from bascule.testbed import BasculeNode, vrrp_node_config
@@ -156,12 +157,13 @@ class ClusterDemo:
         t = self.timeline
         kill_at, restart_at = self.duration * 0.3, self.duration * 0.6
         await asyncio.sleep(kill_at)
-        await asyncio.to_thread(self.nodes["lb1"].kill)
+        # The times are taken before acting: what fails from then on is the event's doing.
         t.killed_at = time.monotonic()
+        await asyncio.to_thread(self.nodes["lb1"].kill)
         t.note(t.killed_at, "SIGKILL lb1 (MASTER)")
         await asyncio.sleep(restart_at - kill_at)
-        self.nodes["lb1"].start()
         t.restarted_at = time.monotonic()
+        self.nodes["lb1"].start()
         t.note(t.restarted_at, "restarted lb1")
 
     async def live_table(self, load: LoadGenerator, stop: asyncio.Event) -> None:
@@ -188,47 +190,62 @@ class ClusterDemo:
 
     # -- the report ------------------------------------------------------------------------
 
-    def report(self, load: LoadGenerator) -> None:
+    def report(self, load: LoadGenerator) -> list[str]:
+        """Print the report; return the figures that could not be measured."""
         t, outcomes, say = self.timeline, load.outcomes, self.console.print
         failed = [o for o in outcomes if not o.ok]
         say("\n[bold]Report[/bold] (measured by the client, from the traffic above)")
         say(f"  requests sent     {len(outcomes)} at {self.rate}/s, 1 in 5 on a new connection")
-        say(f"  requests failed   {len(failed)}{_causes(failed)}")
+        say(f"  requests failed   {len(failed)}{_causes(Counter(map(_cause, failed)))}")
+        events: list[Event] = []
         if t.killed_at is not None:
-            end = t.restarted_at or float("inf")
-            self._report_episode("lb1 killed", t.killed_at, end, "lb2", outcomes)
+            events.append(self._report_episode("lb1 killed", t.killed_at, "lb2", outcomes))
             became = self.nodes["lb2"].lines("VI_1: became MASTER")
             if became:
                 say(f"    lb2 logged: {became[-1].split(': ', 1)[-1]}")
         if t.restarted_at is not None:
-            what = "lb1 restarted (its start included)"
-            self._report_episode(what, t.restarted_at, None, "lb1", outcomes)
+            note = " (its start included)"
+            events.append(
+                self._report_episode("lb1 restarted", t.restarted_at, "lb1", outcomes, note)
+            )
             cleaned = self.nodes["lb1"].lines("removed leftover VIP")
             if cleaned:
                 say(f"    lb1 logged: {cleaned[-1].split(': ', 1)[-1]}")
+        say("  failed requests by phase (each counted when its error came):")
+        cut = phases(events, ((o.sent_at + o.latency, _cause(o)) for o in failed))
+        width = max(len(phase.name) for phase in cut)
+        for phase in cut:
+            say(f"    {phase.name:<{width}}  {phase.failed:>5}{_causes(phase.failures)}")
+        say(f"    {'total':<{width}}  {sum(phase.failed for phase in cut):>5}")
         say(
             "  Failed requests are those in flight on the old master's connections and"
             " those sent before the client's ARP entry moved: no VRRP implementation"
             " can carry a TCP connection from one node to another."
         )
+        unmeasured = [f"the first answer after {e.name}" for e in events if e.recovered_at is None]
+        if not any(o.ok for o in outcomes):
+            unmeasured.insert(0, "any answer (no request was answered)")
+        return unmeasured
 
     def _report_episode(
-        self, what: str, since: float, until: float | None, new: str, outcomes: list[Outcome]
-    ) -> None:
-        say = self.console.print
-        # Requests still in flight at `since` belong to the episode: they fail in it.
-        end = until or float("inf")
-        window = [o for o in outcomes if o.sent_at + o.latency >= since and o.sent_at < end]
+        self, what: str, since: float, new: str, outcomes: list[Outcome], note: str = ""
+    ) -> Event:
+        """Say when the VIP moved to `new` and traffic came back after `since` (`what`)."""
         moved = next((at for at, name in self.timeline.holder if at >= since and name == new), None)
-        answered = [o.sent_at + o.latency for o in window if o.ok]
-        failed = [o for o in window if not o.ok]
-        text = f"  {what}:"
+        text = f"  {what}{note}:"
         if moved is not None:
             text += f" client's ARP entry for the VIP moved to {new} after {_ms(moved - since)};"
-        first_ok_after = [at for at in answered if at >= (moved or since)]
-        if first_ok_after:
-            text += f" first answer after {_ms(min(first_ok_after) - since)};"
-        say(f"{text} {len(failed)} failed{_causes(failed)}")
+        back = since if moved is None else moved
+        answers = [
+            o.sent_at + o.latency for o in outcomes if o.ok and o.sent_at + o.latency >= back
+        ]
+        recovered = min(answers, default=None)
+        if recovered is not None:
+            text += f" first answer after {_ms(recovered - since)}"
+        else:
+            text += " no answer came after it"
+        self.console.print(text)
+        return Event(what, since, recovered)
 
     # -- serving -------------------------------------------------------------------------
 
@@ -246,10 +263,13 @@ def _ms(seconds: float) -> str:
     return f"{seconds * 1000:.0f} ms"
 
 
-def _causes(failed: list[Outcome]) -> str:
-    if not failed:
+def _cause(outcome: Outcome) -> str:
+    return outcome.error or f"HTTP {outcome.status}"
+
+
+def _causes(counts: Counter[str]) -> str:
+    if not counts:
         return ""
-    counts = Counter(o.error or f"HTTP {o.status}" for o in failed)
     return " (" + ", ".join(f"{cause}: {n}" for cause, n in counts.most_common()) + ")"
 
 
@@ -265,7 +285,12 @@ async def _drive(demo: ClusterDemo, serve: bool) -> int:
     await scenario
     stop.set()
     await asyncio.gather(arp, table)
-    demo.report(load)
+    unmeasured = demo.report(load)
+    if unmeasured:
+        demo.console.print(
+            f"[red]bascule demo --cluster: could not measure {'; '.join(unmeasured)}[/red]"
+        )
+        return 1
     if serve:
         demo.console.print(demo.serve_hint())
         await until_stopped()

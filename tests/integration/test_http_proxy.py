@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 
 import pytest
 
@@ -295,6 +296,9 @@ MALFORMED = [
     ("request line too long", b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: h\r\n\r\n", 414),
     ("request line that never ends", b"GET /" + b"a" * 60_000, 414),
     ("RTSP version (llhttp accepts it)", b"GET / RTSP/1.0\r\nHost: h\r\n\r\n", 505),
+    ("Host port out of range", b"GET / HTTP/1.1\r\nHost: example.com:99999999\r\n\r\n", 400),
+    ("Host port 65536", b"GET / HTTP/1.1\r\nHost: example.com:65536\r\n\r\n", 400),
+    ("authority port out of range", b"GET http://h:70000/ HTTP/1.1\r\nHost: h\r\n\r\n", 400),
 ]
 
 
@@ -631,3 +635,81 @@ async def test_a_client_waiting_for_a_connection_slot_is_not_cut_by_the_head_tim
         second = await request(port, get(), timeout=5)
         assert (await first) is not None
     assert second is not None and second.body == b"done"
+
+
+async def test_host_with_an_empty_or_the_highest_port_is_accepted() -> None:
+    b = await Backend("s1").start()
+    port = free_port()
+    async with running(http_config(port, {"s1": b.port})):
+        for host in ("example.com:", "example.com:65535"):
+            resp = await request(port, get(host=host))
+            assert resp is not None and resp.status == 200, host
+    assert [r.header("host") for r in b.requests] == [b"example.com:", b"example.com:65535"]
+
+
+async def test_http10_request_without_host_reaches_the_server_with_its_address() -> None:
+    b = await Backend("s1").start()
+    port = free_port()
+    async with running(http_config(port, {"s1": b.port})):
+        got = await _raw_exchange(port, b"GET /old HTTP/1.0\r\n\r\n", b"s1\n")
+    assert got.startswith(b"HTTP/1.1 200")
+    (seen,) = b.requests
+    assert [v for k, v in seen.headers if k.lower() == b"host"] == [b"127.0.0.1:%d" % b.port]
+    assert seen.header("x-forwarded-host") is None  # the client named no host
+
+
+BROKEN_CHUNK = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\nZZ\r\n"
+
+
+async def test_malformed_chunk_before_anything_reached_the_client_gives_502(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    b = await Backend("s1", raw(BROKEN_CHUNK)).start()
+    port = free_port()
+    cfg = http_config(port, {"s1": b.port}, backend_extra="passive: {max_fails: 1}")
+    async with running(cfg) as app:
+        got = await _raw_exchange(port, get(), b"\n", times=99)
+        ejected = app.journal.recent("server.ejected")
+    assert got.startswith(b"HTTP/1.1 502 Bad Gateway\r\n"), got
+    assert b"hello" not in got and b"malformed response" in got
+    assert [e.subject for e in ejected] == ["be/s1"]  # a protocol error counts, as before
+    assert "after its head" not in caplog.text and "502 for GET /" in caplog.text
+
+
+async def test_malformed_chunk_after_the_head_was_sent_cuts_the_response_and_says_so(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def late_break(req: Request, transport: asyncio.Transport) -> None:
+        transport.write(BROKEN_CHUNK[: BROKEN_CHUNK.index(b"ZZ")])
+        await asyncio.sleep(0.3)
+        transport.write(b"ZZ\r\n")
+
+    b = await Backend("s1", late_break).start()
+    port = free_port()
+    async with running(http_config(port, {"s1": b.port})):
+        got = await _raw_exchange(port, get(), b"\n", times=99)
+    assert got.startswith(b"HTTP/1.1 200 OK\r\n") and got.endswith(b"5\r\nhello\r\n"), got
+    assert b"502" not in got
+    assert "response cut off, its head had already been sent to the client" in caplog.text
+
+
+async def test_a_client_that_sends_nothing_gets_408_and_an_idle_kept_alive_one_is_closed(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="bascule.http")
+    b = await Backend("s1").start()
+    port = free_port()
+    cfg = http_config(
+        port, {"s1": b.port}, frontend_extra="timeouts: {client: 300ms, http_request: 300ms}"
+    )
+    async with running(cfg):
+        silent = await _raw_exchange(port, b"", b"\n", times=99)
+        idle = await Client.connect(port)
+        idle.send(get())
+        (first,) = await idle.read()
+        after = await asyncio.wait_for(idle.reader.read(), 3)  # until the proxy closes
+        idle.close()
+    assert silent.startswith(b"HTTP/1.1 408 Request Timeout\r\n"), silent
+    assert b"no request received within timeouts.http_request" in silent
+    assert first.status == 200 and after == b""  # HAProxy closes those silently too
+    assert "closing idle keep-alive connection from 127.0.0.1" in caplog.text

@@ -11,7 +11,9 @@ from bascule.proxy.http_policy import (
     HeadLimits,
     RequestHead,
     check_request_head,
+    server_host_header,
     upstream_request_head,
+    with_server_host,
 )
 
 LIMITS = HeadLimits()
@@ -218,10 +220,49 @@ def test_trailing_whitespace_of_host_is_not_part_of_the_host() -> None:
     assert check([(b"Host", b"example.com \t")]).host == b"example.com"
 
 
-def test_http10_request_without_host_is_forwarded_with_empty_host() -> None:
+@pytest.mark.parametrize(
+    "value",
+    [b"example.com:65536", b"example.com:99999999", b"[2001:db8::1]:70000", b"h:1" + b"0" * 40],
+)
+def test_host_with_a_port_out_of_range_is_refused(value: bytes) -> None:
+    error = refusal([(b"Host", value)])
+    assert error.status == 400
+    assert error.reason.startswith("port out of range (0-65535) in Host header")
+
+
+@pytest.mark.parametrize("value", [b"example.com:", b"example.com:65535", b"h:0", b"h:00080"])
+def test_host_with_an_empty_or_in_range_port_is_accepted(value: bytes) -> None:
+    assert check([(b"Host", value)]).host == value
+
+
+def test_absolute_form_with_a_port_out_of_range_is_refused() -> None:
+    error = refusal([HOST], target=b"http://example.com:65536/")
+    assert (error.status, error.reason) == (
+        400,
+        "port out of range in the request target's authority 'example.com:65536'",
+    )
+
+
+def test_http10_request_without_host_gets_the_servers_address_as_host() -> None:
     head = check([(b"Accept", b"*/*")], version="1.0")
     assert head.host == b""
-    assert head.headers == [(b"Host", b""), (b"Accept", b"*/*")]
+    assert head.headers == [(b"Accept", b"*/*")]  # the proxy adds Host once it picked a server
+    wire = upstream_request_head(head, "192.0.2.1", 1234)
+    sent = with_server_host(wire, server_host_header("10.0.0.5", 8080).encode())
+    method, _, version, headers = parse_request(sent)
+    assert (method, version) == (b"GET", "1.1")
+    assert headers[0] == (b"Host", b"10.0.0.5:8080")
+    assert [name for name, _ in headers].count(b"Host") == 1
+
+
+@pytest.mark.parametrize(
+    ("host", "port", "expected"),
+    [("10.0.0.5", 80, "10.0.0.5"), ("2001:db8::10", 8080, "[2001:db8::10]:8080")],
+)
+def test_server_host_header_brackets_ipv6_and_omits_port_80(
+    host: str, port: int, expected: str
+) -> None:
+    assert server_host_header(host, port) == expected
 
 
 # -- header bytes and limits --------------------------------------------------------------

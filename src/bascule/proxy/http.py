@@ -32,6 +32,8 @@ from bascule.proxy.http_policy import (
     ResponseHead,
     client_response_head,
     error_response,
+    server_host_header,
+    with_server_host,
 )
 from bascule.proxy.http_upstream import UpstreamConnection, parser_reason
 from bascule.proxy.timers import LazyTimer, now
@@ -71,6 +73,8 @@ class Exchange:
         "avoid",
         "backend",
         "conn",
+        "corked",
+        "corked_at",
         "finished",
         "framing",
         "head",
@@ -112,7 +116,11 @@ class Exchange:
         self.request_done = not head.chunked and not head.content_length  # None or 0
         self.response: ResponseHead | None = None
         self.response_started = False
-        self.head_sent = False
+        self.head_sent = False  # the final response head was written (maybe still corked)
+        # Where that head went: the client connection's cork buffer and its index there.
+        # Until the buffer is flushed nothing of the response has reached the client.
+        self.corked: list[bytes] | None = None
+        self.corked_at = 0
         self.framing: Framing = "length"
         self.keep_alive = head.keep_alive
         self.http11 = head.version == "1.1"  # per request: a pipeline may mix versions
@@ -169,7 +177,11 @@ class Exchange:
     def _send_on(self, upstream: UpstreamConnection, at: float) -> None:
         self.upstream = upstream
         conn = self.conn
-        upstream.attach(self, self.head_wire, at)
+        wire = self.head_wire
+        if not self.head.host:  # HTTP/1.0 without Host: name the server (RFC 9112 3.2)
+            server = upstream.server
+            wire = with_server_host(wire, server_host_header(server.host, server.port).encode())
+        upstream.attach(self, wire, at)
         if conn.write_paused:
             # The client is still behind on an earlier response: uvloop will not say
             # pause_writing again, so apply it to this server now.
@@ -251,6 +263,10 @@ class Exchange:
         if self.framing == "close" or last or not self.request_done:
             # A request body still arriving would desynchronise the next request.
             self.keep_alive = False
+        corked = conn._corked
+        if corked is not None:
+            self.corked = corked
+            self.corked_at = len(corked)
         conn.write(
             upstream.memo.client_head(response, self.framing, self.keep_alive, not self.http11)
         )
@@ -364,10 +380,19 @@ class Exchange:
             upstream.close()
         self._release_server()
         conn = self.conn
-        if self.head_sent:
-            log.warning("response aborted after headers were sent: %s", detail)
+        if self.head_sent and not conn.unwrite(self.corked, self.corked_at):
+            # Part of the response reached the client: it cannot get an error response
+            # any more; closing without the end of the body tells it the response is cut.
+            log.warning(
+                "%s %s: response cut off, its head had already been sent to the client: "
+                "%s; client connection closed",
+                self.head.method.decode(),
+                self.head.target[:80].decode("latin-1"),
+                detail,
+            )
             conn.abort()
             return
+        self.head_sent = False  # taken back, or never written
         log.warning(
             "%d for %s %s: %s",
             status,
@@ -619,6 +644,14 @@ class HttpClientConnection:  # an asyncio protocol; see proxy/connect.py for why
         if self._corked is None:
             self._corked = []
 
+    def unwrite(self, corked: list[bytes] | None, at: int) -> bool:
+        """Take back what was written from index `at` of cork buffer `corked`, if that
+        buffer is still held (nothing of it was sent). False if it was sent."""
+        if corked is None or corked is not self._corked:
+            return False
+        del corked[at:]
+        return True
+
     def uncork(self) -> None:
         corked, self._corked = self._corked, None
         if corked and self.transport is not None and not self.closed:
@@ -714,12 +747,18 @@ class HttpClientConnection:  # an asyncio protocol; see proxy/connect.py for why
     def _timed_out(self) -> None:
         kind = self._timer_kind
         if kind == _TIMER_IDLE:
+            # Like HAProxy on a kept-alive connection: no new request began, so there is
+            # nothing to answer; close without a response.
+            log.debug("closing idle keep-alive connection from %s", self.client_ip)
             self.close()
         elif kind == _TIMER_HEAD:
+            # Armed for a connection's first request, and for a head that began on a
+            # kept-alive one: both get a 408, as from HAProxy (which answers "408 Request
+            # Time-out" even to a connection that sent nothing).
             if self.heads.in_head or self.active is not None:
                 self._reject(408, "request head not received within timeouts.http_request")
             else:
-                self.close()
+                self._reject(408, "no request received within timeouts.http_request")
         elif kind == _TIMER_BODY:
             self._reject(408, "request body stalled longer than timeouts.client")
 

@@ -77,7 +77,7 @@ class _Collector:
 
     def on_headers_complete(self) -> None:
         self.head, _wire = self.memo.check(self.heads.take(), HeadLimits())
-        self.heads.skip(self.head.body_length)
+        self.heads.skip(self.head.body_length, self.head.chunked)
 
     def on_message_complete(self) -> None:
         self.heads.message_done()

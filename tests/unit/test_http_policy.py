@@ -5,12 +5,13 @@ from __future__ import annotations
 import httptools
 import pytest
 
-from bascule.errors import ClientProtocolError
+from bascule.errors import ClientProtocolError, UpstreamProtocolError
 from bascule.proxy.http_policy import (
     MAX_CONTENT_LENGTH,
     HeadLimits,
     RequestHead,
     check_request_head,
+    check_trailers,
     server_host_header,
     upstream_request_head,
     with_server_host,
@@ -689,3 +690,53 @@ def test_forwarding_headers_follow_each_client_and_host() -> None:
         assert sent[b"forwarded"] == [b"for=%s;host=%s;proto=http" % (ip.encode(), host)]
     sent = _forwarded_headers(upstream_request_head(check([(b"Host", b"b.example")]), "::1", 1))
     assert sent[b"forwarded"] == [b'for="[::1]";host=b.example;proto=http']
+
+
+# -- trailers ------------------------------------------------------------------------------
+
+
+def test_trailers_that_pass_are_forwarded_as_received() -> None:
+    section = b"X-Checksum: sha256=abc\r\ngrpc-status:0\r\nX-Empty: \r\n\r\n"
+    lines = check_trailers(section, LIMITS, "request")
+    assert lines == b"X-Checksum: sha256=abc\r\ngrpc-status: 0\r\nX-Empty: \r\n"
+
+
+def test_hop_by_hop_and_forwarding_trailers_are_removed() -> None:
+    section = (
+        b"Connection: close\r\nX-A: 1\r\nTE: trailers\r\nForwarded: for=6.6.6.6\r\n"
+        b"x-forwarded-proto: https\r\nKeep-Alive: 5\r\n\r\n"
+    )
+    assert check_trailers(section, LIMITS, "request") == b"X-A: 1\r\n"
+    assert check_trailers(b"Upgrade: h2c\r\n\r\n", LIMITS, "response") == b""
+
+
+@pytest.mark.parametrize(
+    "name", [b"Content-Length", b"transfer-encoding", b"HOST", b"Content_Length"]
+)
+def test_framing_and_routing_trailers_are_refused(name: bytes) -> None:
+    section = b"%s: 5\r\n\r\n" % name
+    with pytest.raises(ClientProtocolError) as refused:
+        check_trailers(section, LIMITS, "request")
+    assert refused.value.status == 400
+    assert "is not allowed in the request trailers" in refused.value.reason
+    with pytest.raises(UpstreamProtocolError, match="not allowed in the response trailers"):
+        check_trailers(section, LIMITS, "response")
+
+
+def test_trailers_are_held_to_the_head_limits_and_field_bytes() -> None:
+    limits = HeadLimits(max_header_bytes=64, max_headers=2)
+    with pytest.raises(ClientProtocolError) as refused:
+        check_trailers(b"A: 1\r\nB: 2\r\nC: 3\r\n\r\n", limits, "request")
+    assert (refused.value.status, refused.value.reason) == (
+        431,
+        "too many request trailer fields: 3, limit 2",
+    )
+    with pytest.raises(ClientProtocolError) as refused:
+        check_trailers(b"A: " + b"a" * 80 + b"\r\n\r\n", limits, "request")
+    assert refused.value.status == 431
+    with pytest.raises(ClientProtocolError) as refused:
+        check_trailers(b"A: a\x7fb\r\n\r\n", LIMITS, "request")
+    assert refused.value.status == 400 and "request trailer" in refused.value.reason
+    with pytest.raises(ClientProtocolError) as refused:
+        check_trailers(b"A(b): 1\r\n\r\n", LIMITS, "request")
+    assert refused.value.status == 400 and "header name" in refused.value.reason

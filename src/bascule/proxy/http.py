@@ -30,6 +30,7 @@ from bascule.proxy.http_policy import (
     RequestHead,
     RequestMemo,
     ResponseHead,
+    check_trailers,
     client_response_head,
     error_response,
     server_host_header,
@@ -87,6 +88,7 @@ class Exchange:
         "response",
         "response_started",
         "server",
+        "trailers",
         "unsent",
         "unsent_bytes",
         "upstream",
@@ -122,6 +124,7 @@ class Exchange:
         self.corked: list[bytes] | None = None
         self.corked_at = 0
         self.framing: Framing = "length"
+        self.trailers = b""  # checked response trailer lines, sent with the last chunk
         self.keep_alive = head.keep_alive
         self.http11 = head.version == "1.1"  # per request: a pipeline may mix versions
         self.finished = False
@@ -198,10 +201,11 @@ class Exchange:
         piece = b"%x\r\n%b\r\n" % (len(data), data) if self.head.chunked else data
         self._forward(piece)
 
-    def request_complete(self) -> None:
+    def request_complete(self, trailers: bytes = b"") -> None:
+        """The whole request body is here; `trailers`: its checked trailer field lines."""
         self.request_done = True
         if self.head.chunked:
-            self._forward(b"0\r\n\r\n")
+            self._forward(b"0\r\n%b\r\n" % trailers if trailers else b"0\r\n\r\n")
 
     def _forward(self, piece: bytes) -> None:
         if self.replayable:
@@ -290,7 +294,12 @@ class Exchange:
             return
         self.finished = True
         if self.framing == "chunked":
-            self.conn.write(b"0\r\n\r\n")
+            trailers = self.trailers
+            self.conn.write(b"0\r\n%b\r\n" % trailers if trailers else b"0\r\n\r\n")
+        elif self.trailers:
+            # An HTTP/1.0 client reads the body to the close: no place for trailers
+            # (RFC 9112 7.1.2 lets a proxy drop them).
+            log.debug("response trailers dropped: the client speaks HTTP/1.0")
         reusable = reusable and self.response.keep_alive and self.request_done
         self.upstream = None
         upstream.release(reusable)
@@ -546,6 +555,8 @@ class HttpClientConnection:  # an asyncio protocol; see proxy/connect.py for why
                     self._reject(431, "request header section too large")
                 elif self.active is None and self._timer_kind != _TIMER_HEAD:
                     self._arm(_TIMER_HEAD, self.request_timeout)
+            elif heads.carried > self._head_budget:  # llhttp bounds neither of them
+                self._reject(431, "request chunk size line or trailer section too large")
 
     def eof_received(self) -> bool:
         if self.active is None and not self.queue:
@@ -592,16 +603,8 @@ class HttpClientConnection:  # an asyncio protocol; see proxy/connect.py for why
             self._discard_input()
             return
         heads = self.heads
-        if heads.lost:
-            # Pipelined in the same read right behind a chunked request: its head cannot
-            # be located (proxy/heads.py). The requests before it are answered, then the
-            # connection closes; the client sends this one again on a new connection.
-            log.info("%s: request pipelined after a chunked body; closing", self.client_ip)
-            self.closing = True
-            self._discard_input()
-            return
         head, wire = self.memo.check(heads.take(), self.limits)
-        heads.skip(head.body_length)
+        heads.skip(head.body_length, head.chunked)
         exchange = Exchange(self, head, wire, self.only_backend or self.frontend.route(head))
         self.receiving = exchange
         if not head.keep_alive:
@@ -619,13 +622,19 @@ class HttpClientConnection:  # an asyncio protocol; see proxy/connect.py for why
             self.receiving.request_body(body)
 
     def on_message_complete(self) -> None:
-        self.heads.message_done()
+        heads = self.heads
+        heads.message_done()
         exchange = self.receiving
         self.receiving = None
         if exchange is None:
             return
         if not exchange.request_done:
-            exchange.request_complete()
+            trailers = heads.trailers
+            if trailers:
+                # Checked before the request's last chunk goes out: a server never sees
+                # the end of a request whose trailers are refused (the client gets 400).
+                trailers = check_trailers(trailers, self.limits, "request")
+            exchange.request_complete(trailers)
         if exchange is self.active and self._timer_kind == _TIMER_BODY:
             self._arm(_TIMER_NONE, 0)
 

@@ -120,6 +120,14 @@ _REQUEST_NOTED: Final = (
 _RESPONSE_NOTED: Final = _HOP_BY_HOP | {b"content-length"}
 # Noted headers that are end-to-end and so also stay in the forwarded list.
 _NOTED_BUT_KEPT: Final = _PROXY_SET | {b"host", b"expect"}
+# Trailer fields (RFC 9110 6.5.1: never framing or routing). These would change how a
+# server that merges trailers into the header section frames or routes the message:
+# refused, like the same smuggling shapes in a head.
+_TRAILER_REFUSED: Final = _CGI_FRAMING_ALIASES | {b"content-length", b"transfer-encoding", b"host"}
+# Removed from trailers as from heads: hop-by-hop fields, and the forwarding fields the
+# proxy itself states in the header section (a client's copy in the trailers is a claim
+# that a server merging trailers would take as ours).
+_TRAILER_REMOVED: Final = (_HOP_BY_HOP | _PROXY_SET) - _TRAILER_REFUSED
 _PROTO_BYTES: Final = {"http": b"http", "https": b"https"}
 _STATUS_LINE_STARTS: Final = {code: b"HTTP/1.1 %d " % code for code in range(100, 600)}
 # RFC 9110 renamed these; http.HTTPStatus still has the RFC 2616 phrases.
@@ -846,6 +854,53 @@ class ResponseMemo:
 
 
 # -- shared by both directions --------------------------------------------------------------
+
+
+def check_trailers(section: bytes, limits: HeadLimits, side: str) -> bytes:
+    """The trailer section of a chunked message, as received (field lines and the blank
+    line, see heads.HeadReader.trailers), checked like a head's fields; return the field
+    lines to forward, each ending in CRLF (b"" when none is left).
+
+    Names must be tokens and values field bytes, within the head limits (431). Framing and
+    routing fields are refused (400; `_TRAILER_REFUSED`), hop-by-hop and forwarding fields
+    removed. Raises ClientProtocolError for `side` "request", else UpstreamProtocolError.
+    """
+    try:
+        return _check_trailers(section, limits, side)
+    except _PolicyError as reject:
+        if side == "request":
+            raise ClientProtocolError(reject.status, reject.reason) from None
+        raise UpstreamProtocolError(reject.reason) from None
+
+
+def _check_trailers(section: bytes, limits: HeadLimits, side: str) -> bytes:
+    found: list[Header] = []
+    as_written = read_fields(section, 0, side, found)
+    if len(found) > limits.max_headers:
+        raise _PolicyError(
+            431, f"too many {side} trailer fields: {len(found)}, limit {limits.max_headers}"
+        )
+    if len(section) > limits.max_header_bytes:
+        raise _PolicyError(
+            431,
+            f"{side} trailer section is {len(section)} bytes, limit {limits.max_header_bytes}",
+        )
+    kept: list[Header] = []
+    for name, value in found:
+        lname = _lowered_names.get(name) or _lower_name(name, side)
+        if 1 in value.translate(_FIELD_CLASS):
+            raise _PolicyError(400, _first_control_byte([(name, value)], side + " trailer"))
+        if lname in _TRAILER_REFUSED:
+            raise _PolicyError(
+                400,
+                f"'{_show(name)}' is not allowed in the {side} trailers "
+                "(framing and routing fields belong in the header section)",
+            )
+        if lname not in _TRAILER_REMOVED:
+            kept.append((name, value))
+    if as_written and len(kept) == len(found):
+        return section[:-2]  # the field lines as received, without the blank line
+    return b"".join(_header_lines(kept))
 
 
 def _checked_shape(

@@ -119,9 +119,10 @@ class Exchange:
         self.response: ResponseHead | None = None
         self.response_started = False
         self.head_sent = False  # the final response head was written (maybe still corked)
-        # Where that head went: the client connection's cork buffer and its index there.
-        # Until the buffer is flushed nothing of the response has reached the client.
-        self.corked: list[bytes] | None = None
+        # Where that head went: which cork buffer of the client connection (its number,
+        # 0: none) and the index there. Until that buffer is flushed nothing of the
+        # response has reached the client.
+        self.corked = 0
         self.corked_at = 0
         self.framing: Framing = "length"
         self.trailers = b""  # checked response trailer lines, sent with the last chunk
@@ -269,7 +270,7 @@ class Exchange:
             self.keep_alive = False
         corked = conn._corked
         if corked is not None:
-            self.corked = corked
+            self.corked = conn.corks
             self.corked_at = len(corked)
         conn.write(
             upstream.memo.client_head(response, self.framing, self.keep_alive, not self.http11)
@@ -477,6 +478,7 @@ class HttpClientConnection:  # an asyncio protocol; see proxy/connect.py for why
         self.admitted = False
         self._early: list[bytes] = []
         self._corked: list[bytes] | None = None
+        self.corks = 0  # cork buffers so far: the current one's number while corked
         self._discarding = False
 
     # -- asyncio.Protocol --------------------------------------------------------------
@@ -652,11 +654,13 @@ class HttpClientConnection:  # an asyncio protocol; see proxy/connect.py for why
         read leave in one send() instead of two."""
         if self._corked is None:
             self._corked = []
+            self.corks += 1
 
-    def unwrite(self, corked: list[bytes] | None, at: int) -> bool:
-        """Take back what was written from index `at` of cork buffer `corked`, if that
-        buffer is still held (nothing of it was sent). False if it was sent."""
-        if corked is None or corked is not self._corked:
+    def unwrite(self, cork: int, at: int) -> bool:
+        """Take back what was written from index `at` of cork buffer number `cork`, if
+        that buffer is still held (nothing of it was sent). False if it was sent."""
+        corked = self._corked
+        if corked is None or cork != self.corks:
             return False
         del corked[at:]
         return True

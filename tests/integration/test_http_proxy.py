@@ -729,14 +729,15 @@ async def test_request_trailers_reach_the_server_checked() -> None:
     port = free_port()
     async with running(http_config(port, {"s1": b.port})):
         client = await Client.connect(port)
-        client.send(CHUNKED_HEAD + b"5\r\nhello\r\n0\r\nX-Checksum: sha256=abc\r\n")
+        head = CHUNKED_HEAD.replace(b"\r\n\r\n", b"\r\nTrailer: X-Checksum, X-Late\r\n\r\n")
+        client.send(head + b"5\r\nhello\r\n0\r\nX-Checksum: sha256=abc\r\n")
         await asyncio.sleep(0.1)  # the trailer section arrives in two reads
         client.send(b"Connection: close\r\nX-Forwarded-For: 6.6.6.6\r\nX-Late:  v \r\n\r\n")
         (resp,) = await client.read()
         client.close()
     assert resp.status == 200
     (seen,) = b.requests
-    assert seen.body == b"hello"
+    assert seen.body == b"hello" and seen.header("trailer") == b"X-Checksum, X-Late"
     # Hop-by-hop and forwarding fields are removed from trailers as from heads.
     assert seen.trailers == [(b"X-Checksum", b"sha256=abc"), (b"X-Late", b"v ")]
     assert seen.raw.endswith(b"\r\n0\r\nX-Checksum: sha256=abc\r\nX-Late: v \r\n\r\n")

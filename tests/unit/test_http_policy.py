@@ -424,6 +424,7 @@ def test_hop_by_hop_headers_are_removed_and_end_to_end_kept_in_order() -> None:
     ]
     assert check(headers).headers == [
         HOST,
+        (b"Trailer", b"X-Checksum"),  # end to end: the trailers it announces pass too
         (b"Proxy-Authorization", b"Basic dXNlcjpwdw=="),
         (b"Accept", b"*/*"),
     ]
@@ -704,7 +705,7 @@ def test_trailers_that_pass_are_forwarded_as_received() -> None:
 def test_hop_by_hop_and_forwarding_trailers_are_removed() -> None:
     section = (
         b"Connection: close\r\nX-A: 1\r\nTE: trailers\r\nForwarded: for=6.6.6.6\r\n"
-        b"x-forwarded-proto: https\r\nKeep-Alive: 5\r\n\r\n"
+        b"x-forwarded-proto: https\r\nKeep-Alive: 5\r\nTrailer: X-A\r\n\r\n"
     )
     assert check_trailers(section, LIMITS, "request") == b"X-A: 1\r\n"
     assert check_trailers(b"Upgrade: h2c\r\n\r\n", LIMITS, "response") == b""

@@ -91,13 +91,13 @@ _PLAIN_METHODS: Final = frozenset(
     {b"GET", b"HEAD", b"POST", b"PUT", b"DELETE", b"OPTIONS", b"PATCH", b"TRACE"}
 )
 _IDEMPOTENT_METHODS: Final = frozenset({b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"})
+# RFC 9110 7.6.1. Not `Trailer`: it announces the trailer fields, which pass end to end.
 _HOP_BY_HOP: Final = frozenset(
     {
         b"connection",
         b"keep-alive",
         b"proxy-connection",
         b"te",
-        b"trailer",
         b"transfer-encoding",
         b"upgrade",
     }
@@ -127,7 +127,7 @@ _TRAILER_REFUSED: Final = _CGI_FRAMING_ALIASES | {b"content-length", b"transfer-
 # Removed from trailers as from heads: hop-by-hop fields, and the forwarding fields the
 # proxy itself states in the header section (a client's copy in the trailers is a claim
 # that a server merging trailers would take as ours).
-_TRAILER_REMOVED: Final = (_HOP_BY_HOP | _PROXY_SET) - _TRAILER_REFUSED
+_TRAILER_REMOVED: Final = (_HOP_BY_HOP | _PROXY_SET | {b"trailer"}) - _TRAILER_REFUSED
 _PROTO_BYTES: Final = {"http": b"http", "https": b"https"}
 _STATUS_LINE_STARTS: Final = {code: b"HTTP/1.1 %d " % code for code in range(100, 600)}
 # RFC 9110 renamed these; http.HTTPStatus still has the RFC 2616 phrases.

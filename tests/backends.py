@@ -26,6 +26,7 @@ class Request:
     headers: list[tuple[bytes, bytes]]
     body: bytes
     raw: bytes
+    trailers: list[tuple[bytes, bytes]] = field(default_factory=list)
 
     def header(self, name: str) -> bytes | None:
         for k, v in self.headers:
@@ -48,6 +49,7 @@ class _Conn(asyncio.Protocol):
         self.headers: list[tuple[bytes, bytes]] = []
         self.url = b""
         self.body = bytearray()
+        self.trailers: list[tuple[bytes, bytes]] | None = None  # after the head: trailers
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -67,20 +69,31 @@ class _Conn(asyncio.Protocol):
             self.transport.close()
 
     def on_message_begin(self) -> None:
-        self.headers, self.url, self.body = [], b"", bytearray()
+        self.headers, self.url, self.body, self.trailers = [], b"", bytearray(), None
 
     def on_url(self, url: bytes) -> None:
         self.url += url
 
     def on_header(self, name: bytes, value: bytes) -> None:
-        self.headers.append((name, value))
+        if self.trailers is not None:
+            self.trailers.append((name, value))  # llhttp reports chunked trailers here
+        else:
+            self.headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        self.trailers = []
 
     def on_body(self, body: bytes) -> None:
         self.body += body
 
     def on_message_complete(self) -> None:
         req = Request(
-            self.parser.get_method(), self.url, self.headers, bytes(self.body), bytes(self.raw)
+            self.parser.get_method(),
+            self.url,
+            self.headers,
+            bytes(self.body),
+            bytes(self.raw),
+            self.trailers or [],
         )
         self.raw = bytearray()
         self.backend.requests.append(req)

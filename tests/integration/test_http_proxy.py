@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 
 import pytest
 
@@ -295,6 +296,9 @@ MALFORMED = [
     ("request line too long", b"GET /" + b"a" * 9000 + b" HTTP/1.1\r\nHost: h\r\n\r\n", 414),
     ("request line that never ends", b"GET /" + b"a" * 60_000, 414),
     ("RTSP version (llhttp accepts it)", b"GET / RTSP/1.0\r\nHost: h\r\n\r\n", 505),
+    ("Host port out of range", b"GET / HTTP/1.1\r\nHost: example.com:99999999\r\n\r\n", 400),
+    ("Host port 65536", b"GET / HTTP/1.1\r\nHost: example.com:65536\r\n\r\n", 400),
+    ("authority port out of range", b"GET http://h:70000/ HTTP/1.1\r\nHost: h\r\n\r\n", 400),
 ]
 
 
@@ -551,21 +555,27 @@ CHUNKED_POST = (
 )
 
 
-async def test_a_request_pipelined_in_one_read_behind_a_chunked_body_closes_after_the_first() -> (
-    None
-):
-    # Where that head begins is unknown (proxy/heads.py): the chunked request is answered,
-    # the next one is not read, and the connection closes so the client sends it again.
+async def test_a_request_pipelined_in_one_read_behind_a_chunked_body_is_answered_too() -> None:
+    # The reader follows the chunk framing (proxy/heads.py), so it knows where the next
+    # head begins even in the same read.
     b = await Backend("s1").start()
     port = free_port()
     async with running(http_config(port, {"s1": b.port})):
         client = await Client.connect(port)
-        client.send(CHUNKED_POST + get("/next"))
-        got = await client.read()
-        assert [r.status for r in got] == [200]
-        assert await client.wait_closed(), "the connection must close after the first answer"
+        client.send(CHUNKED_POST + get("/next") + CHUNKED_POST + CHUNKED_POST)
+        got = await client.read(4)
+        client.send(get("/last"))
+        got += await client.read()
         client.close()
-    assert [r.target for r in b.requests] == [b"/upload"]
+    assert [r.status for r in got] == [200] * 5
+    assert [r.target for r in b.requests] == [
+        b"/upload",
+        b"/next",
+        b"/upload",
+        b"/upload",
+        b"/last",
+    ]
+    assert b.requests[2].body == b"hello"
 
 
 async def test_a_request_after_a_chunked_body_in_a_later_read_reuses_the_connection() -> None:
@@ -631,3 +641,151 @@ async def test_a_client_waiting_for_a_connection_slot_is_not_cut_by_the_head_tim
         second = await request(port, get(), timeout=5)
         assert (await first) is not None
     assert second is not None and second.body == b"done"
+
+
+async def test_host_with_an_empty_or_the_highest_port_is_accepted() -> None:
+    b = await Backend("s1").start()
+    port = free_port()
+    async with running(http_config(port, {"s1": b.port})):
+        for host in ("example.com:", "example.com:65535"):
+            resp = await request(port, get(host=host))
+            assert resp is not None and resp.status == 200, host
+    assert [r.header("host") for r in b.requests] == [b"example.com:", b"example.com:65535"]
+
+
+async def test_http10_request_without_host_reaches_the_server_with_its_address() -> None:
+    b = await Backend("s1").start()
+    port = free_port()
+    async with running(http_config(port, {"s1": b.port})):
+        got = await _raw_exchange(port, b"GET /old HTTP/1.0\r\n\r\n", b"s1\n")
+    assert got.startswith(b"HTTP/1.1 200")
+    (seen,) = b.requests
+    assert [v for k, v in seen.headers if k.lower() == b"host"] == [b"127.0.0.1:%d" % b.port]
+    assert seen.header("x-forwarded-host") is None  # the client named no host
+
+
+BROKEN_CHUNK = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\nZZ\r\n"
+
+
+async def test_malformed_chunk_before_anything_reached_the_client_gives_502(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    b = await Backend("s1", raw(BROKEN_CHUNK)).start()
+    port = free_port()
+    cfg = http_config(port, {"s1": b.port}, backend_extra="passive: {max_fails: 1}")
+    async with running(cfg) as app:
+        got = await _raw_exchange(port, get(), b"\n", times=99)
+        ejected = app.journal.recent("server.ejected")
+    assert got.startswith(b"HTTP/1.1 502 Bad Gateway\r\n"), got
+    assert b"hello" not in got and b"malformed response" in got
+    assert [e.subject for e in ejected] == ["be/s1"]  # a protocol error counts, as before
+    assert "after its head" not in caplog.text and "502 for GET /" in caplog.text
+
+
+async def test_malformed_chunk_after_the_head_was_sent_cuts_the_response_and_says_so(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    async def late_break(req: Request, transport: asyncio.Transport) -> None:
+        transport.write(BROKEN_CHUNK[: BROKEN_CHUNK.index(b"ZZ")])
+        await asyncio.sleep(0.3)
+        transport.write(b"ZZ\r\n")
+
+    b = await Backend("s1", late_break).start()
+    port = free_port()
+    async with running(http_config(port, {"s1": b.port})):
+        got = await _raw_exchange(port, get(), b"\n", times=99)
+    assert got.startswith(b"HTTP/1.1 200 OK\r\n") and got.endswith(b"5\r\nhello\r\n"), got
+    assert b"502" not in got
+    assert "response cut off, its head had already been sent to the client" in caplog.text
+
+
+async def test_a_client_that_sends_nothing_gets_408_and_an_idle_kept_alive_one_is_closed(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG, logger="bascule.http")
+    b = await Backend("s1").start()
+    port = free_port()
+    cfg = http_config(
+        port, {"s1": b.port}, frontend_extra="timeouts: {client: 300ms, http_request: 300ms}"
+    )
+    async with running(cfg):
+        silent = await _raw_exchange(port, b"", b"\n", times=99)
+        idle = await Client.connect(port)
+        idle.send(get())
+        (first,) = await idle.read()
+        after = await asyncio.wait_for(idle.reader.read(), 3)  # until the proxy closes
+        idle.close()
+    assert silent.startswith(b"HTTP/1.1 408 Request Timeout\r\n"), silent
+    assert b"no request received within timeouts.http_request" in silent
+    assert first.status == 200 and after == b""  # HAProxy closes those silently too
+    assert "closing idle keep-alive connection from 127.0.0.1" in caplog.text
+
+
+CHUNKED_HEAD = b"POST /up HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n"
+
+
+async def test_request_trailers_reach_the_server_checked() -> None:
+    b = await Backend("s1").start()
+    port = free_port()
+    async with running(http_config(port, {"s1": b.port})):
+        client = await Client.connect(port)
+        head = CHUNKED_HEAD.replace(b"\r\n\r\n", b"\r\nTrailer: X-Checksum, X-Late\r\n\r\n")
+        client.send(head + b"5\r\nhello\r\n0\r\nX-Checksum: sha256=abc\r\n")
+        await asyncio.sleep(0.1)  # the trailer section arrives in two reads
+        client.send(b"Connection: close\r\nX-Forwarded-For: 6.6.6.6\r\nX-Late:  v \r\n\r\n")
+        (resp,) = await client.read()
+        client.close()
+    assert resp.status == 200
+    (seen,) = b.requests
+    assert seen.body == b"hello" and seen.header("trailer") == b"X-Checksum, X-Late"
+    # Hop-by-hop and forwarding fields are removed from trailers as from heads.
+    assert seen.trailers == [(b"X-Checksum", b"sha256=abc"), (b"X-Late", b"v ")]
+    assert seen.raw.endswith(b"\r\n0\r\nX-Checksum: sha256=abc\r\nX-Late: v \r\n\r\n")
+
+
+CHUNKED_OK = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n"
+
+
+@pytest.mark.parametrize(
+    ("trailers", "expected"),
+    [
+        # Passed on, on each response of a kept-alive connection.
+        (b"grpc-status: 0\r\nX-Took: 12ms\r\n", b"0\r\ngrpc-status: 0\r\nX-Took: 12ms\r\n\r\n"),
+        # Refused: the whole response was in one server read, so nothing reached the
+        # client and it gets a 502.
+        (b"Host: evil.example\r\n", b"not allowed in the response trailers"),
+    ],
+    ids=["forwarded", "refused"],
+)
+async def test_response_trailers_reach_the_client_checked(trailers: bytes, expected: bytes) -> None:
+    b = await Backend("s1", raw(CHUNKED_OK + trailers + b"\r\n")).start()
+    port = free_port()
+    async with running(http_config(port, {"s1": b.port})):
+        # Until both trailer sections, or the close after a 502.
+        got = await _raw_exchange(port, get() + get(), b"\r\n\r\n", times=4)
+    if b"grpc" in trailers:
+        assert got.count(b"\r\n2\r\nok\r\n" + expected) == 2, got
+    else:
+        assert got.startswith(b"HTTP/1.1 502 Bad Gateway\r\n") and expected in got, got
+        assert b"ok" not in got
+
+
+@pytest.mark.parametrize(
+    "trailer",
+    [b"Host: evil.example", b"Transfer-Encoding: chunked", b"Content_Length: 5", b"X-A: a\x01"],
+)
+async def test_a_request_with_a_refused_trailer_gets_400_and_never_ends_at_the_server(
+    trailer: bytes,
+) -> None:
+    b = await Backend("s1").start()
+    port = free_port()
+    async with running(http_config(port, {"s1": b.port})):
+        client = await Client.connect(port)
+        client.send(CHUNKED_HEAD + b"5\r\nhello\r\n")
+        await asyncio.sleep(0.1)  # the head and first chunk are on their way to the server
+        client.send(b"0\r\n" + trailer + b"\r\n\r\n")
+        got = await client.read()
+        assert await client.wait_closed()
+        client.close()
+    assert [r.status for r in got] == [400]
+    assert b.requests == []  # the server saw no complete request

@@ -5,13 +5,16 @@ from __future__ import annotations
 import httptools
 import pytest
 
-from bascule.errors import ClientProtocolError
+from bascule.errors import ClientProtocolError, UpstreamProtocolError
 from bascule.proxy.http_policy import (
     MAX_CONTENT_LENGTH,
     HeadLimits,
     RequestHead,
     check_request_head,
+    check_trailers,
+    server_host_header,
     upstream_request_head,
+    with_server_host,
 )
 
 LIMITS = HeadLimits()
@@ -218,10 +221,49 @@ def test_trailing_whitespace_of_host_is_not_part_of_the_host() -> None:
     assert check([(b"Host", b"example.com \t")]).host == b"example.com"
 
 
-def test_http10_request_without_host_is_forwarded_with_empty_host() -> None:
+@pytest.mark.parametrize(
+    "value",
+    [b"example.com:65536", b"example.com:99999999", b"[2001:db8::1]:70000", b"h:1" + b"0" * 40],
+)
+def test_host_with_a_port_out_of_range_is_refused(value: bytes) -> None:
+    error = refusal([(b"Host", value)])
+    assert error.status == 400
+    assert error.reason.startswith("port out of range (0-65535) in Host header")
+
+
+@pytest.mark.parametrize("value", [b"example.com:", b"example.com:65535", b"h:0", b"h:00080"])
+def test_host_with_an_empty_or_in_range_port_is_accepted(value: bytes) -> None:
+    assert check([(b"Host", value)]).host == value
+
+
+def test_absolute_form_with_a_port_out_of_range_is_refused() -> None:
+    error = refusal([HOST], target=b"http://example.com:65536/")
+    assert (error.status, error.reason) == (
+        400,
+        "port out of range in the request target's authority 'example.com:65536'",
+    )
+
+
+def test_http10_request_without_host_gets_the_servers_address_as_host() -> None:
     head = check([(b"Accept", b"*/*")], version="1.0")
     assert head.host == b""
-    assert head.headers == [(b"Host", b""), (b"Accept", b"*/*")]
+    assert head.headers == [(b"Accept", b"*/*")]  # the proxy adds Host once it picked a server
+    wire = upstream_request_head(head, "192.0.2.1", 1234)
+    sent = with_server_host(wire, server_host_header("10.0.0.5", 8080).encode())
+    method, _, version, headers = parse_request(sent)
+    assert (method, version) == (b"GET", "1.1")
+    assert headers[0] == (b"Host", b"10.0.0.5:8080")
+    assert [name for name, _ in headers].count(b"Host") == 1
+
+
+@pytest.mark.parametrize(
+    ("host", "port", "expected"),
+    [("10.0.0.5", 80, "10.0.0.5"), ("2001:db8::10", 8080, "[2001:db8::10]:8080")],
+)
+def test_server_host_header_brackets_ipv6_and_omits_port_80(
+    host: str, port: int, expected: str
+) -> None:
+    assert server_host_header(host, port) == expected
 
 
 # -- header bytes and limits --------------------------------------------------------------
@@ -382,6 +424,7 @@ def test_hop_by_hop_headers_are_removed_and_end_to_end_kept_in_order() -> None:
     ]
     assert check(headers).headers == [
         HOST,
+        (b"Trailer", b"X-Checksum"),  # end to end: the trailers it announces pass too
         (b"Proxy-Authorization", b"Basic dXNlcjpwdw=="),
         (b"Accept", b"*/*"),
     ]
@@ -648,3 +691,53 @@ def test_forwarding_headers_follow_each_client_and_host() -> None:
         assert sent[b"forwarded"] == [b"for=%s;host=%s;proto=http" % (ip.encode(), host)]
     sent = _forwarded_headers(upstream_request_head(check([(b"Host", b"b.example")]), "::1", 1))
     assert sent[b"forwarded"] == [b'for="[::1]";host=b.example;proto=http']
+
+
+# -- trailers ------------------------------------------------------------------------------
+
+
+def test_trailers_that_pass_are_forwarded_as_received() -> None:
+    section = b"X-Checksum: sha256=abc\r\ngrpc-status:0\r\nX-Empty: \r\n\r\n"
+    lines = check_trailers(section, LIMITS, "request")
+    assert lines == b"X-Checksum: sha256=abc\r\ngrpc-status: 0\r\nX-Empty: \r\n"
+
+
+def test_hop_by_hop_and_forwarding_trailers_are_removed() -> None:
+    section = (
+        b"Connection: close\r\nX-A: 1\r\nTE: trailers\r\nForwarded: for=6.6.6.6\r\n"
+        b"x-forwarded-proto: https\r\nKeep-Alive: 5\r\nTrailer: X-A\r\n\r\n"
+    )
+    assert check_trailers(section, LIMITS, "request") == b"X-A: 1\r\n"
+    assert check_trailers(b"Upgrade: h2c\r\n\r\n", LIMITS, "response") == b""
+
+
+@pytest.mark.parametrize(
+    "name", [b"Content-Length", b"transfer-encoding", b"HOST", b"Content_Length"]
+)
+def test_framing_and_routing_trailers_are_refused(name: bytes) -> None:
+    section = b"%s: 5\r\n\r\n" % name
+    with pytest.raises(ClientProtocolError) as refused:
+        check_trailers(section, LIMITS, "request")
+    assert refused.value.status == 400
+    assert "is not allowed in the request trailers" in refused.value.reason
+    with pytest.raises(UpstreamProtocolError, match="not allowed in the response trailers"):
+        check_trailers(section, LIMITS, "response")
+
+
+def test_trailers_are_held_to_the_head_limits_and_field_bytes() -> None:
+    limits = HeadLimits(max_header_bytes=64, max_headers=2)
+    with pytest.raises(ClientProtocolError) as refused:
+        check_trailers(b"A: 1\r\nB: 2\r\nC: 3\r\n\r\n", limits, "request")
+    assert (refused.value.status, refused.value.reason) == (
+        431,
+        "too many request trailer fields: 3, limit 2",
+    )
+    with pytest.raises(ClientProtocolError) as refused:
+        check_trailers(b"A: " + b"a" * 80 + b"\r\n\r\n", limits, "request")
+    assert refused.value.status == 431
+    with pytest.raises(ClientProtocolError) as refused:
+        check_trailers(b"A: a\x7fb\r\n\r\n", LIMITS, "request")
+    assert refused.value.status == 400 and "request trailer" in refused.value.reason
+    with pytest.raises(ClientProtocolError) as refused:
+        check_trailers(b"A(b): 1\r\n\r\n", LIMITS, "request")
+    assert refused.value.status == 400 and "header name" in refused.value.reason

@@ -132,7 +132,12 @@ def test_response_hop_by_hop_and_connection_named_headers_are_removed() -> None:
         (b"Set-Cookie", b"b=2"),
     ]
     head = check(headers)
-    assert head.headers == [(b"Server", b"nginx"), (b"Set-Cookie", b"a=1"), (b"Set-Cookie", b"b=2")]
+    assert head.headers == [
+        (b"Server", b"nginx"),
+        (b"Trailer", b"X-Sum"),  # end to end: the trailers it announces pass too
+        (b"Set-Cookie", b"a=1"),
+        (b"Set-Cookie", b"b=2"),
+    ]
     assert head.content_length == 5
 
 

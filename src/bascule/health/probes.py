@@ -36,6 +36,7 @@ import httptools
 from bascule.health.connector import LINGER_ZERO, TIMED_OUT, Connector
 from bascule.health.results import AgentState, CheckResult
 from bascule.proxy.connect import describe_os_error
+from bascule.proxy.http_policy import server_host_header
 
 # A response head (status line + headers) larger than this is not a health answer.
 MAX_RESPONSE_HEAD = 16 * 1024
@@ -111,7 +112,7 @@ class HttpCheckSpec:
         object.__setattr__(self, "family", _address_family(self.host))
         self._check_request_fields()
         self._check_expectations()
-        host_header = self.host_header or _default_host_header(self.host, self.port)
+        host_header = self.host_header or server_host_header(self.host, self.port)
         request = (
             f"{self.method} {self.path} HTTP/1.1\r\nHost: {host_header}\r\n"
             "User-Agent: bascule-check\r\nAccept: */*\r\nConnection: close\r\n\r\n"
@@ -239,11 +240,6 @@ def _address_family(host: str) -> int:
     except ValueError:
         return 0
     return socket.AF_INET6 if address.version == 6 else socket.AF_INET
-
-
-def _default_host_header(host: str, port: int) -> str:
-    name = f"[{host}]" if ":" in host else host  # an IPv6 literal needs brackets
-    return name if port == 80 else f"{name}:{port}"
 
 
 def _ranges_text(ranges: tuple[tuple[int, int], ...]) -> str:

@@ -14,13 +14,16 @@ whitespace kept, exactly as llhttp reports values. The differential test in
 tests/unit/test_heads.py checks this against httptools' own callbacks.
 
 Where a message begins: where the previous one ended, after any CR/LF bytes llhttp skips
-between messages. The previous one ends after its head and its body, and the body's size
-is known from the policy's verdict, except for a chunked body. A message that begins in
-the same read as a chunked body ended cannot be located: the reader says so (`lost`) and
-the client connection stops after answering the requests before it, as after
-"Connection: close". A chunked request followed in the same TCP read by another request
-is the only case; a client that pipelines after a chunked upload sends it again on a new
-connection, as RFC 9112 9.3.2 requires of clients for unanswered pipelined requests.
+between messages. The previous one ends after its head and its body. The body's size is
+known from the policy's verdict, or, for a chunked body, from its framing: the reader
+follows the chunk size lines in the bytes llhttp accepted (hex size, extensions up to the
+CRLF, that many bytes and a CRLF; the last chunk is followed by the trailer section, field
+lines up to a blank line), which also gives it the trailer section whole (`trailers`),
+the one part of a message httptools reports only through per-header callbacks. It scans
+a read only up to where llhttp has parsed it: the rest of a read once llhttp is done with
+it, and up to the message's end when llhttp says the message is complete; there both must
+agree, or the reader raises. Only the bytes of size lines and trailers are looked at;
+chunk data is skipped by its size.
 """
 
 from __future__ import annotations
@@ -33,6 +36,12 @@ Header = tuple[bytes, bytes]
 
 _VERSIONS: Final = {b"HTTP/1.1": "1.1", b"HTTP/1.0": "1.0"}
 _BLANK: Final = b"\r\n\r\n"
+# Where the reader is in a chunked body.
+_NOT_CHUNKED: Final = 0
+_CHUNK_SIZE: Final = 1  # in a size line
+_CHUNK_DATA: Final = 2  # in chunk data and its CRLF
+_CHUNK_TRAILERS: Final = 3  # after the last chunk's size line
+_HEX_DIGITS: Final = frozenset(b"0123456789abcdefABCDEF")
 
 
 class HeadReader:
@@ -44,7 +53,19 @@ class HeadReader:
     after the parser is done with the read.
     """
 
-    __slots__ = ("_at", "_carry", "_data", "_in_body", "_last", "in_head", "lost")
+    __slots__ = (
+        "_at",
+        "_carry",
+        "_chunk",
+        "_chunk_carry",
+        "_chunk_left",
+        "_data",
+        "_in_body",
+        "_last",
+        "in_head",
+        "lost",
+        "trailers",
+    )
 
     _data: bytes
     _at: int
@@ -52,6 +73,10 @@ class HeadReader:
     in_head: bool
     _in_body: bool
     lost: bool
+    _chunk: int
+    _chunk_left: int
+    _chunk_carry: bytes
+    trailers: bytes
 
     def __init__(self) -> None:
         self._last = b""  # the head taken last (kept across `reset`)
@@ -66,7 +91,15 @@ class HeadReader:
         self._carry = b""  # the start of a head that began in an earlier read
         self.in_head = False  # a message began and its head is not complete yet
         self._in_body = False  # a head was taken and its message is not complete yet
-        self.lost = False  # a message began where no head could be located
+        # A message began where no head can be located (after a body of unknown length;
+        # the connections refuse that earlier, and `take` raises).
+        self.lost = False
+        self._chunk = _NOT_CHUNKED
+        self._chunk_left = 0  # chunk data bytes and CRLF still to come
+        self._chunk_carry = b""  # the start of a size line or trailer section
+        # The trailer section of the chunked message completed last: its field lines and
+        # the blank line, as received (b"" when it had none).
+        self.trailers = b""
 
     def read(self, data: bytes) -> None:
         self._data = data
@@ -105,16 +138,34 @@ class HeadReader:
         self._last = head
         return head
 
-    def skip(self, body_length: int | None) -> None:
-        """The body after the head just taken: its size, or None if not known (chunked)."""
+    def skip(self, body_length: int | None, chunked: bool = False) -> None:
+        """The body after the head just taken: its size; or chunked, followed through its
+        framing; or None if not known (nothing may follow it)."""
         self._in_body = True
-        self._at = -1 if body_length is None else self._at + body_length
+        if chunked:
+            self._chunk = _CHUNK_SIZE  # it begins where the head ended: _at stays
+        else:
+            self._at = -1 if body_length is None else self._at + body_length
 
     def message_done(self) -> None:
         self._in_body = False
+        if self._chunk != _NOT_CHUNKED:
+            # llhttp found the end of the chunked body in this read: so must the scan.
+            end = self._follow_chunks(self._data, self._at)
+            if self._chunk != _NOT_CHUNKED:
+                raise RuntimeError("llhttp ended a chunked body where its framing does not")
+            self._at = end
+        else:
+            self.trailers = b""
 
     def end_of_read(self) -> None:
         size = len(self._data)
+        if self._chunk != _NOT_CHUNKED:
+            # In a chunked body that goes on in the next read (llhttp accepted this one).
+            self._follow_chunks(self._data, self._at)
+            self._at = 0
+            self._data = b""
+            return
         at = self._at
         if at < 0:
             if not self._in_body and not self.lost:
@@ -128,15 +179,76 @@ class HeadReader:
             self._at = 0
         self._data = b""
 
+    def _follow_chunks(self, data: bytes, at: int) -> int:
+        """Follow the chunked body through `data` from `at`; return where it ended in
+        `data` (its state back to _NOT_CHUNKED), or len(data) if it goes on."""
+        size = len(data)
+        while at < size:
+            state = self._chunk
+            if state == _CHUNK_DATA:
+                left = self._chunk_left
+                if size - at < left:
+                    self._chunk_left = left - (size - at)
+                    return size
+                at += left
+                self._chunk = _CHUNK_SIZE
+            elif state == _CHUNK_SIZE:
+                line_end = data.find(b"\n", at)
+                if line_end < 0:
+                    self._chunk_carry += data[at:]
+                    return size
+                line = data[at:line_end]
+                if self._chunk_carry:
+                    line = self._chunk_carry + line
+                    self._chunk_carry = b""
+                at = line_end + 1
+                chunk_size = _chunk_size(line)
+                if chunk_size:
+                    self._chunk_left = chunk_size + 2  # and its CRLF
+                    self._chunk = _CHUNK_DATA
+                else:
+                    self._chunk = _CHUNK_TRAILERS
+            else:
+                return self._trailer_section(data, at)
+        return size
+
+    def _trailer_section(self, data: bytes, at: int) -> int:
+        """Find the end of the trailer section from `at` (CRLF alone when empty, else the
+        blank line after the last field line); return where it ends in `data`."""
+        carry = self._chunk_carry
+        section = carry + data[at:] if carry else data[at:]
+        if section[:2] == b"\r\n":
+            end = 2
+        else:
+            found = section.find(_BLANK)
+            if found < 0:
+                self._chunk_carry = section
+                return len(data)
+            end = found + 4
+        self.trailers = section[:end] if end > 2 else b""
+        self._chunk_carry = b""
+        self._chunk = _NOT_CHUNKED
+        return at + end - len(carry)
+
     @property
     def carried(self) -> int:
-        """Bytes of an incomplete head kept from earlier reads."""
-        return len(self._carry)
+        """Bytes of an incomplete head, chunk size line or trailer section kept from
+        earlier reads."""
+        return len(self._carry) + len(self._chunk_carry)
 
     @property
     def in_first_line(self) -> bool:
         """The incomplete head has no complete line yet (its request or status line)."""
         return b"\n" not in self._carry.lstrip(b"\r\n")
+
+
+def _chunk_size(line: bytes) -> int:
+    """The size of a chunk size line llhttp accepted: hex digits, then extensions or CR."""
+    end = 0
+    size = len(line)
+    while end < size and line[end] in _HEX_DIGITS:
+        end += 1
+    return int(line[:end], 16)
 
 
 def request_line(head: bytes) -> tuple[bytes, bytes, str, int]:

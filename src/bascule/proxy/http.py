@@ -30,8 +30,11 @@ from bascule.proxy.http_policy import (
     RequestHead,
     RequestMemo,
     ResponseHead,
+    check_trailers,
     client_response_head,
     error_response,
+    server_host_header,
+    with_server_host,
 )
 from bascule.proxy.http_upstream import UpstreamConnection, parser_reason
 from bascule.proxy.timers import LazyTimer, now
@@ -71,6 +74,8 @@ class Exchange:
         "avoid",
         "backend",
         "conn",
+        "corked",
+        "corked_at",
         "finished",
         "framing",
         "head",
@@ -83,6 +88,7 @@ class Exchange:
         "response",
         "response_started",
         "server",
+        "trailers",
         "unsent",
         "unsent_bytes",
         "upstream",
@@ -112,8 +118,14 @@ class Exchange:
         self.request_done = not head.chunked and not head.content_length  # None or 0
         self.response: ResponseHead | None = None
         self.response_started = False
-        self.head_sent = False
+        self.head_sent = False  # the final response head was written (maybe still corked)
+        # Where that head went: which cork buffer of the client connection (its number,
+        # 0: none) and the index there. Until that buffer is flushed nothing of the
+        # response has reached the client.
+        self.corked = 0
+        self.corked_at = 0
         self.framing: Framing = "length"
+        self.trailers = b""  # checked response trailer lines, sent with the last chunk
         self.keep_alive = head.keep_alive
         self.http11 = head.version == "1.1"  # per request: a pipeline may mix versions
         self.finished = False
@@ -169,7 +181,11 @@ class Exchange:
     def _send_on(self, upstream: UpstreamConnection, at: float) -> None:
         self.upstream = upstream
         conn = self.conn
-        upstream.attach(self, self.head_wire, at)
+        wire = self.head_wire
+        if not self.head.host:  # HTTP/1.0 without Host: name the server (RFC 9112 3.2)
+            server = upstream.server
+            wire = with_server_host(wire, server_host_header(server.host, server.port).encode())
+        upstream.attach(self, wire, at)
         if conn.write_paused:
             # The client is still behind on an earlier response: uvloop will not say
             # pause_writing again, so apply it to this server now.
@@ -186,10 +202,11 @@ class Exchange:
         piece = b"%x\r\n%b\r\n" % (len(data), data) if self.head.chunked else data
         self._forward(piece)
 
-    def request_complete(self) -> None:
+    def request_complete(self, trailers: bytes = b"") -> None:
+        """The whole request body is here; `trailers`: its checked trailer field lines."""
         self.request_done = True
         if self.head.chunked:
-            self._forward(b"0\r\n\r\n")
+            self._forward(b"0\r\n%b\r\n" % trailers if trailers else b"0\r\n\r\n")
 
     def _forward(self, piece: bytes) -> None:
         if self.replayable:
@@ -251,6 +268,10 @@ class Exchange:
         if self.framing == "close" or last or not self.request_done:
             # A request body still arriving would desynchronise the next request.
             self.keep_alive = False
+        corked = conn._corked
+        if corked is not None:
+            self.corked = conn.corks
+            self.corked_at = len(corked)
         conn.write(
             upstream.memo.client_head(response, self.framing, self.keep_alive, not self.http11)
         )
@@ -274,7 +295,12 @@ class Exchange:
             return
         self.finished = True
         if self.framing == "chunked":
-            self.conn.write(b"0\r\n\r\n")
+            trailers = self.trailers
+            self.conn.write(b"0\r\n%b\r\n" % trailers if trailers else b"0\r\n\r\n")
+        elif self.trailers:
+            # An HTTP/1.0 client reads the body to the close: no place for trailers
+            # (RFC 9112 7.1.2 lets a proxy drop them).
+            log.debug("response trailers dropped: the client speaks HTTP/1.0")
         reusable = reusable and self.response.keep_alive and self.request_done
         self.upstream = None
         upstream.release(reusable)
@@ -364,10 +390,19 @@ class Exchange:
             upstream.close()
         self._release_server()
         conn = self.conn
-        if self.head_sent:
-            log.warning("response aborted after headers were sent: %s", detail)
+        if self.head_sent and not conn.unwrite(self.corked, self.corked_at):
+            # Part of the response reached the client: it cannot get an error response
+            # any more; closing without the end of the body tells it the response is cut.
+            log.warning(
+                "%s %s: response cut off, its head had already been sent to the client: "
+                "%s; client connection closed",
+                self.head.method.decode(),
+                self.head.target[:80].decode("latin-1"),
+                detail,
+            )
             conn.abort()
             return
+        self.head_sent = False  # taken back, or never written
         log.warning(
             "%d for %s %s: %s",
             status,
@@ -443,6 +478,7 @@ class HttpClientConnection:  # an asyncio protocol; see proxy/connect.py for why
         self.admitted = False
         self._early: list[bytes] = []
         self._corked: list[bytes] | None = None
+        self.corks = 0  # cork buffers so far: the current one's number while corked
         self._discarding = False
 
     # -- asyncio.Protocol --------------------------------------------------------------
@@ -521,6 +557,8 @@ class HttpClientConnection:  # an asyncio protocol; see proxy/connect.py for why
                     self._reject(431, "request header section too large")
                 elif self.active is None and self._timer_kind != _TIMER_HEAD:
                     self._arm(_TIMER_HEAD, self.request_timeout)
+            elif heads.carried > self._head_budget:  # llhttp bounds neither of them
+                self._reject(431, "request chunk size line or trailer section too large")
 
     def eof_received(self) -> bool:
         if self.active is None and not self.queue:
@@ -567,16 +605,8 @@ class HttpClientConnection:  # an asyncio protocol; see proxy/connect.py for why
             self._discard_input()
             return
         heads = self.heads
-        if heads.lost:
-            # Pipelined in the same read right behind a chunked request: its head cannot
-            # be located (proxy/heads.py). The requests before it are answered, then the
-            # connection closes; the client sends this one again on a new connection.
-            log.info("%s: request pipelined after a chunked body; closing", self.client_ip)
-            self.closing = True
-            self._discard_input()
-            return
         head, wire = self.memo.check(heads.take(), self.limits)
-        heads.skip(head.body_length)
+        heads.skip(head.body_length, head.chunked)
         exchange = Exchange(self, head, wire, self.only_backend or self.frontend.route(head))
         self.receiving = exchange
         if not head.keep_alive:
@@ -594,13 +624,19 @@ class HttpClientConnection:  # an asyncio protocol; see proxy/connect.py for why
             self.receiving.request_body(body)
 
     def on_message_complete(self) -> None:
-        self.heads.message_done()
+        heads = self.heads
+        heads.message_done()
         exchange = self.receiving
         self.receiving = None
         if exchange is None:
             return
         if not exchange.request_done:
-            exchange.request_complete()
+            trailers = heads.trailers
+            if trailers:
+                # Checked before the request's last chunk goes out: a server never sees
+                # the end of a request whose trailers are refused (the client gets 400).
+                trailers = check_trailers(trailers, self.limits, "request")
+            exchange.request_complete(trailers)
         if exchange is self.active and self._timer_kind == _TIMER_BODY:
             self._arm(_TIMER_NONE, 0)
 
@@ -618,6 +654,16 @@ class HttpClientConnection:  # an asyncio protocol; see proxy/connect.py for why
         read leave in one send() instead of two."""
         if self._corked is None:
             self._corked = []
+            self.corks += 1
+
+    def unwrite(self, cork: int, at: int) -> bool:
+        """Take back what was written from index `at` of cork buffer number `cork`, if
+        that buffer is still held (nothing of it was sent). False if it was sent."""
+        corked = self._corked
+        if corked is None or cork != self.corks:
+            return False
+        del corked[at:]
+        return True
 
     def uncork(self) -> None:
         corked, self._corked = self._corked, None
@@ -714,12 +760,18 @@ class HttpClientConnection:  # an asyncio protocol; see proxy/connect.py for why
     def _timed_out(self) -> None:
         kind = self._timer_kind
         if kind == _TIMER_IDLE:
+            # Like HAProxy on a kept-alive connection: no new request began, so there is
+            # nothing to answer; close without a response.
+            log.debug("closing idle keep-alive connection from %s", self.client_ip)
             self.close()
         elif kind == _TIMER_HEAD:
+            # Armed for a connection's first request, and for a head that began on a
+            # kept-alive one: both get a 408, as from HAProxy (which answers "408 Request
+            # Time-out" even to a connection that sent nothing).
             if self.heads.in_head or self.active is not None:
                 self._reject(408, "request head not received within timeouts.http_request")
             else:
-                self.close()
+                self._reject(408, "no request received within timeouts.http_request")
         elif kind == _TIMER_BODY:
             self._reject(408, "request body stalled longer than timeouts.client")
 

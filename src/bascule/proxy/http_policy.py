@@ -80,21 +80,24 @@ _NON_TOKEN_CLASS: Final = bytes(0 if b in _TCHARS else 1 for b in range(256))
 _TARGET_CLASS: Final = bytes(0 if 0x21 <= b != 0x7F else 1 for b in range(256))
 # uri-host [":" port]: reg-name (RFC 3986: unreserved, pct-encoded, sub-delims) or an
 # IPv4 address (a reg-name too) or a bracketed IPv6 literal, then optional trailing OWS.
+# The port may be empty ("host:", RFC 3986 3.2.3; RFC 9110 4.2.3 only says to omit it),
+# but a number must be a TCP port (`_port_in_range`).
 _HOST: Final = re.compile(
-    rb"((?:[A-Za-z0-9\-._~%!$&'()*+,;=]+|\[[0-9A-Fa-f:.]+\])(?::[0-9]*)?)[ \t]*"
+    rb"((?:[A-Za-z0-9\-._~%!$&'()*+,;=]+|\[[0-9A-Fa-f:.]+\])(?::([0-9]*))?)[ \t]*"
 )
+_MAX_PORT: Final = 65535
 
 _PLAIN_METHODS: Final = frozenset(
     {b"GET", b"HEAD", b"POST", b"PUT", b"DELETE", b"OPTIONS", b"PATCH", b"TRACE"}
 )
 _IDEMPOTENT_METHODS: Final = frozenset({b"GET", b"HEAD", b"OPTIONS", b"TRACE", b"PUT", b"DELETE"})
+# RFC 9110 7.6.1. Not `Trailer`: it announces the trailer fields, which pass end to end.
 _HOP_BY_HOP: Final = frozenset(
     {
         b"connection",
         b"keep-alive",
         b"proxy-connection",
         b"te",
-        b"trailer",
         b"transfer-encoding",
         b"upgrade",
     }
@@ -117,6 +120,14 @@ _REQUEST_NOTED: Final = (
 _RESPONSE_NOTED: Final = _HOP_BY_HOP | {b"content-length"}
 # Noted headers that are end-to-end and so also stay in the forwarded list.
 _NOTED_BUT_KEPT: Final = _PROXY_SET | {b"host", b"expect"}
+# Trailer fields (RFC 9110 6.5.1: never framing or routing). These would change how a
+# server that merges trailers into the header section frames or routes the message:
+# refused, like the same smuggling shapes in a head.
+_TRAILER_REFUSED: Final = _CGI_FRAMING_ALIASES | {b"content-length", b"transfer-encoding", b"host"}
+# Removed from trailers as from heads: hop-by-hop fields, and the forwarding fields the
+# proxy itself states in the header section (a client's copy in the trailers is a claim
+# that a server merging trailers would take as ours).
+_TRAILER_REMOVED: Final = (_HOP_BY_HOP | _PROXY_SET | {b"trailer"}) - _TRAILER_REFUSED
 _PROTO_BYTES: Final = {"http": b"http", "https": b"https"}
 _STATUS_LINE_STARTS: Final = {code: b"HTTP/1.1 %d " % code for code in range(100, 600)}
 # RFC 9110 renamed these; http.HTTPStatus still has the RFC 2616 phrases.
@@ -162,10 +173,11 @@ class RequestHead:
     `target` is origin-form ("/path?query") or "*": an absolute-form target
     ("http://host/path") is reduced to its path and its authority becomes the Host, as
     RFC 9112 3.2.3 requires of a proxy. `headers` holds the end-to-end headers in arrival
-    order and original case, always exactly one Host among them (an HTTP/1.0 request
-    without one gets an empty Host, RFC 9112 3.2); Content-Length and Transfer-Encoding
-    are not in it (see `content_length` / `chunked`). `host` is the Host value without
-    trailing whitespace, for routing.
+    order and original case, with exactly one Host among them, except for an HTTP/1.0
+    request without one: its `host` is empty and the proxy adds the server's address when
+    it has picked one (`with_server_host`). Content-Length and Transfer-Encoding are not
+    in it (see `content_length` / `chunked`). `host` is the Host value without trailing
+    whitespace, for routing.
     """
 
     method: bytes
@@ -347,8 +359,6 @@ def _check_request(
     if authority is not None:
         host = authority
         kept = _with_host_header(kept, authority)
-    elif not controls.hosts:
-        kept = [(b"Host", b""), *kept]  # HTTP/1.0 without Host: RFC 9112 3.2
     http11 = version == "1.1"
     return RequestHead(
         method,
@@ -400,8 +410,13 @@ def _from_absolute_form(target: bytes) -> tuple[bytes, bytes]:
     authority, path = rest[:end], rest[end:]
     if b"@" in authority:
         raise _PolicyError(400, "user info in the request target is not allowed")
-    if not authority or _HOST.fullmatch(authority) is None:
+    match = _HOST.fullmatch(authority)
+    if match is None:
         raise _PolicyError(400, f"invalid authority '{_show(authority)}' in the request target")
+    if not _port_in_range(match.group(2)):
+        raise _PolicyError(
+            400, f"port out of range in the request target's authority '{_show(authority)}'"
+        )
     if path[:1] == b"#":
         path = b""
     if path[:1] != b"/":
@@ -416,19 +431,33 @@ def _request_host(hosts: tuple[bytes, ...], version: str) -> bytes:
         if host is not None:
             return host
         match = _HOST.fullmatch(hosts[0])
-        if match is not None:
+        if match is not None and _port_in_range(match.group(2)):
             host = match.group(1)
             if len(_valid_hosts) < _MEMO_LIMIT and len(hosts[0]) <= _MEMO_HOST_MAX:
                 _valid_hosts[hosts[0]] = host
             return host
         if not hosts[0].strip(b" \t"):
             raise _PolicyError(400, "empty Host header")
+        if match is not None:
+            raise _PolicyError(
+                400, f"port out of range (0-{_MAX_PORT}) in Host header '{_show(hosts[0])}'"
+            )
         raise _PolicyError(400, f"invalid Host header '{_show(hosts[0])}' (expected host[:port])")
     if hosts:
         raise _PolicyError(400, "duplicate Host header (send exactly one)")
     if version == "1.1":
         raise _PolicyError(400, "missing Host header (required in HTTP/1.1)")
     return b""
+
+
+def _port_in_range(port: bytes | None) -> bool:
+    """A Host or authority port (digits, maybe none) is a TCP port number, 0-65535: a
+    bigger one names no server, and parsers behind us disagree on what it means
+    (wrapped, truncated, refused). Leading zeros are allowed (RFC 3986 port = *DIGIT)."""
+    if not port:
+        return True
+    digits = port.lstrip(b"0")
+    return len(digits) <= 5 and (not digits or int(digits) <= _MAX_PORT)
 
 
 def _with_host_header(kept: list[Header], host: bytes) -> list[Header]:
@@ -469,6 +498,22 @@ def upstream_request_head(
         framing = b"\r\n"
     written = _header_lines(headers) if lines is None else (lines,)
     return b"".join((head.method, b" ", head.target, b" HTTP/1.1\r\n", *written, ours, framing))
+
+
+def server_host_header(host: str, port: int) -> str:
+    """The Host a request to a server at `host`:`port` carries when the client gave none
+    (and an HTTP check's default): its address, without the default port 80."""
+    name = f"[{host}]" if ":" in host else host  # an IPv6 literal needs brackets
+    return name if port == 80 else f"{name}:{port}"
+
+
+def with_server_host(wire: bytes, authority: bytes) -> bytes:
+    """The upstream head `wire` of a request that has no Host (HTTP/1.0 allows that) with
+    `Host: <authority>` added, the server's address: sent as HTTP/1.1, the request needs
+    one (RFC 9112 3.2), and an empty one is what we refuse from clients. nginx sends its
+    upstream's name the same way (`$proxy_host`)."""
+    start = wire.find(b"\r\n") + 2  # after the request line
+    return b"".join((wire[:start], b"Host: ", authority, b"\r\n", wire[start:]))
 
 
 def _header_lines(headers: list[Header]) -> tuple[bytes, ...]:
@@ -809,6 +854,53 @@ class ResponseMemo:
 
 
 # -- shared by both directions --------------------------------------------------------------
+
+
+def check_trailers(section: bytes, limits: HeadLimits, side: str) -> bytes:
+    """The trailer section of a chunked message, as received (field lines and the blank
+    line, see heads.HeadReader.trailers), checked like a head's fields; return the field
+    lines to forward, each ending in CRLF (b"" when none is left).
+
+    Names must be tokens and values field bytes, within the head limits (431). Framing and
+    routing fields are refused (400; `_TRAILER_REFUSED`), hop-by-hop and forwarding fields
+    removed. Raises ClientProtocolError for `side` "request", else UpstreamProtocolError.
+    """
+    try:
+        return _check_trailers(section, limits, side)
+    except _PolicyError as reject:
+        if side == "request":
+            raise ClientProtocolError(reject.status, reject.reason) from None
+        raise UpstreamProtocolError(reject.reason) from None
+
+
+def _check_trailers(section: bytes, limits: HeadLimits, side: str) -> bytes:
+    found: list[Header] = []
+    as_written = read_fields(section, 0, side, found)
+    if len(found) > limits.max_headers:
+        raise _PolicyError(
+            431, f"too many {side} trailer fields: {len(found)}, limit {limits.max_headers}"
+        )
+    if len(section) > limits.max_header_bytes:
+        raise _PolicyError(
+            431,
+            f"{side} trailer section is {len(section)} bytes, limit {limits.max_header_bytes}",
+        )
+    kept: list[Header] = []
+    for name, value in found:
+        lname = _lowered_names.get(name) or _lower_name(name, side)
+        if 1 in value.translate(_FIELD_CLASS):
+            raise _PolicyError(400, _first_control_byte([(name, value)], side + " trailer"))
+        if lname in _TRAILER_REFUSED:
+            raise _PolicyError(
+                400,
+                f"'{_show(name)}' is not allowed in the {side} trailers "
+                "(framing and routing fields belong in the header section)",
+            )
+        if lname not in _TRAILER_REMOVED:
+            kept.append((name, value))
+    if as_written and len(kept) == len(found):
+        return section[:-2]  # the field lines as received, without the blank line
+    return b"".join(_header_lines(kept))
 
 
 def _checked_shape(

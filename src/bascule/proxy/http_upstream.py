@@ -16,7 +16,7 @@ import httptools
 from bascule.errors import UpstreamProtocolError
 from bascule.model import ServerView
 from bascule.proxy.heads import HeadReader, status_code
-from bascule.proxy.http_policy import HeadLimits, ResponseMemo
+from bascule.proxy.http_policy import HeadLimits, ResponseMemo, check_trailers
 from bascule.proxy.pool import UpstreamPool
 from bascule.proxy.timers import LazyTimer, now
 
@@ -170,8 +170,8 @@ class UpstreamConnection:  # an asyncio protocol; see proxy/connect.py for why n
         try:
             self.parser.feed_data(data)
             heads.end_of_read()
-            if heads.in_head and heads.carried > self._head_budget:  # a head that never ends
-                raise UpstreamProtocolError("response header section too large")
+            if heads.carried > self._head_budget:  # a head or trailers that never end
+                raise UpstreamProtocolError("response header or trailer section too large")
         except UpstreamProtocolError as exc:
             self._failed_read(exchange, exc.reason)
         except httptools.HttpParserError as exc:
@@ -255,12 +255,19 @@ class UpstreamConnection:  # an asyncio protocol; see proxy/connect.py for why n
     def on_headers_complete(self) -> None:
         exchange = self.exchange
         assert exchange is not None
-        head = self.heads.take()
+        heads = self.heads
+        head = heads.take()
         status = status_code(head)
-        # An interim 1xx response has no body: the final one follows it directly. After
-        # the final response nothing may follow (checked in on_message_begin).
-        self.heads.skip(0 if status < 200 else None)
         exchange.response_head(self, head, status)
+        # An interim 1xx response has no body: the final one follows it directly. After
+        # the final response nothing may follow (checked in on_message_begin); its body
+        # is followed when chunked, for the trailers.
+        if status < 200:
+            heads.skip(0)
+        else:
+            response = exchange.response
+            chunked = response is not None and response.chunked and exchange.framing != "none"
+            heads.skip(None, chunked)
 
     def on_body(self, body: bytes) -> None:
         exchange = self.exchange
@@ -268,9 +275,13 @@ class UpstreamConnection:  # an asyncio protocol; see proxy/connect.py for why n
             exchange.response_body(body)
 
     def on_message_complete(self) -> None:
-        self.heads.message_done()
+        heads = self.heads
+        heads.message_done()
         exchange = self.exchange
         if exchange is not None and exchange.response is not None:  # not an interim 1xx
+            trailers = heads.trailers
+            if trailers:
+                exchange.trailers = check_trailers(trailers, self.limits, "response")
             self._done = exchange
 
     # -- failures ------------------------------------------------------------------

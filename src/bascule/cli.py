@@ -58,7 +58,7 @@ def main() -> None:
     "--config",
     "config_path",
     required=True,
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=click.Path(path_type=Path),  # the loader refuses what is not a regular file
     help=CONFIG_HELP,
 )
 @click.option(
@@ -94,7 +94,7 @@ def run(config_path: Path, log_level: str | None) -> None:
     "--config",
     "config_path",
     required=True,
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=click.Path(path_type=Path),  # the loader refuses what is not a regular file
     help=CONFIG_HELP,
 )
 @click.option(

@@ -33,6 +33,7 @@ from bascule.config.findings import Finding, Path
 from bascule.errors import ConfigError, ConfigProblem
 
 _MERGE_TAG = "tag:yaml.org,2002:merge"
+_STR_TAG = "tag:yaml.org,2002:str"
 _START_HINT = "start from examples/minimal.yaml"
 # The C loader when PyYAML was built with libyaml (its wheels are), else the Python one.
 _LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -341,6 +342,8 @@ class _Builder:
         )
 
     def _scalar(self, node: yaml.Node) -> Any:
+        if node.tag == _STR_TAG:
+            return node.value  # most scalars: what construct_object would return, faster
         try:
             return self._constructor.construct_object(node, deep=True)
         except (yaml.YAMLError, ValueError):

@@ -91,7 +91,7 @@ def directory(tmp_path: Path) -> Path:
 
 
 BOMBS: dict[str, tuple[Callable[[Path], Path], str]] = {
-    "billion-laughs": (billion_laughs, "laughs.yaml:13: the aliases up to this one expand"),
+    "billion-laughs": (billion_laughs, "laughs.yaml:14: the aliases up to this one expand"),
     "dev-zero": (dev_zero, "/dev/zero: not a regular file: it is a character device"),
     "fifo": (fifo, "pipe.yaml: not a regular file: it is a FIFO (named pipe)"),
     "oversized": (oversized, "huge.yaml: the file is too large: 4,194,"),

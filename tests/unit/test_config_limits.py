@@ -34,32 +34,32 @@ def problems(text: str, filename: str = "bascule.yaml") -> list[str]:
 
 def test_nested_aliases_are_refused_at_the_line_of_the_alias_that_goes_past_the_bound() -> None:
     # Block style: each alias on its own line, the siblings before it aliases too.
-    levels = ["l0: &l0 [" + ", ".join(["x"] * 20) + "]"]
+    levels = ["l0: &l0 [" + ", ".join(["x"] * 30) + "]"]
     for level in range(1, 6):
-        items = "".join(f"    - *l{level - 1}\n" for _ in range(20))
+        items = "".join(f"    - *l{level - 1}\n" for _ in range(30))
         levels.append(f"l{level}: &l{level}\n{items}".rstrip("\n"))
     text = HEAD + "\n".join(levels) + "\n"
     [problem] = problems(text)
-    # l0 = 21 nodes, l1 = 421, l2 = 8,421: the bound is crossed in l3, at its
-    # 11th alias (20*21 + 20*421 + 11*8,421 = 101,471 > 100,000).
+    # l0 = 31 nodes, l1 = 931, l2 = 27,931: the bound is crossed in l3, at its
+    # 8th alias (30*31 + 30*931 + 8*27,931 = 252,308 > 250,000).
     first_l3_alias = text.splitlines().index("l3: &l3") + 2
-    assert problem.startswith(f"bascule.yaml:{first_l3_alias + 10}: the aliases up to this one")
+    assert problem.startswith(f"bascule.yaml:{first_l3_alias + 7}: the aliases up to this one")
     assert f"past {ALIAS_NODES_FLOOR:,} nodes" in problem
     assert "YAML bomb" in problem
 
 
 def test_aliases_through_merge_keys_count_too() -> None:
     base = "base: &base {" + ", ".join(f"k{i}: [1, 2, 3]" for i in range(50)) + "}\n"
-    bomb = "".join(f"m{i}: {{<<: *base}}\n" for i in range(600))
+    bomb = "".join(f"m{i}: {{<<: *base}}\n" for i in range(1200))
     [problem] = problems(HEAD + base + bomb)
-    # base has 251 nodes: the 399th merge goes past the bound (399 * 251 = 100,149).
-    assert problem.startswith(f"bascule.yaml:{len(HEAD.splitlines()) + 1 + 399}: the aliases")
+    # base has 251 nodes: the 997th merge goes past the bound (997 * 251 = 250,247).
+    assert problem.startswith(f"bascule.yaml:{len(HEAD.splitlines()) + 1 + 997}: the aliases")
 
 
-def test_ordinary_anchors_used_on_thousands_of_servers_load() -> None:
+def test_an_anchor_merged_into_each_of_10_000_servers_loads() -> None:
     servers = "".join(
         f"      - {{<<: *server, name: s{i}, address: 10.0.{i >> 8}.{i & 255}}}\n"
-        for i in range(5000)
+        for i in range(10_000)
     )
     text = (
         "frontends:\n  - {name: web, bind: 127.0.0.1:8080, default_backend: app}\n"
@@ -68,7 +68,7 @@ def test_ordinary_anchors_used_on_thousands_of_servers_load() -> None:
         " check: &check {interval: 3s, rise: 2, fall: 3}}\n" + servers
     )
     config = load_config_text(text)
-    assert len(config.backends[0].servers) == 5001
+    assert len(config.backends[0].servers) == 10_001
     assert config.backends[0].servers[-1].check.interval == 3.0
 
 

@@ -131,20 +131,25 @@ def test_a_symlink_to_a_regular_file_is_read(tmp_path: Path) -> None:
     assert load_config(tmp_path / "link.yaml").backends[0].name == "app"
 
 
+GIVE_A_FILE = "give the path of the YAML configuration file"
+
+
 @pytest.mark.parametrize(
-    ("make", "kind"),
+    ("make", "kind", "hint"),
     [
-        (lambda path: os.mkfifo(path), "a FIFO (named pipe)"),
-        (lambda path: path.mkdir(), "a directory"),
-        (lambda path: path.symlink_to("/dev/null"), "a character device"),
+        (
+            lambda path: os.mkfifo(path),
+            "a FIFO (named pipe)",
+            "write the configuration to a file first; a pipe could block the start forever",
+        ),
+        (lambda path: path.mkdir(), "a directory", GIVE_A_FILE),
+        (lambda path: path.symlink_to("/dev/null"), "a character device", GIVE_A_FILE),
     ],
 )
 def test_what_is_not_a_regular_file_is_refused_without_being_read(
-    tmp_path: Path, make: object, kind: str
+    tmp_path: Path, make: object, kind: str, hint: str
 ) -> None:
     path = tmp_path / "bascule.yaml"
     assert callable(make)
     make(path)
-    assert file_problem(path) == (
-        f"{path}: not a regular file: it is {kind} (give the path of the YAML configuration file)"
-    )
+    assert file_problem(path) == f"{path}: not a regular file: it is {kind} ({hint})"

@@ -74,7 +74,9 @@ def _check_regular_file(filename: str, info: os.stat_result) -> None:
         raise _file_error(
             filename,
             f"not a regular file: it is {_file_kind(info.st_mode)}",
-            "give the path of the YAML configuration file",
+            "write the configuration to a file first; a pipe could block the start forever"
+            if stat.S_ISFIFO(info.st_mode)
+            else "give the path of the YAML configuration file",
         )
     _check_size(filename, info.st_size)
 

@@ -58,7 +58,7 @@ def main() -> None:
     "--config",
     "config_path",
     required=True,
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=click.Path(path_type=Path),  # the loader refuses what is not a regular file
     help=CONFIG_HELP,
 )
 @click.option(
@@ -94,7 +94,7 @@ def run(config_path: Path, log_level: str | None) -> None:
     "--config",
     "config_path",
     required=True,
-    type=click.Path(dir_okay=False, path_type=Path),
+    type=click.Path(path_type=Path),  # the loader refuses what is not a regular file
     help=CONFIG_HELP,
 )
 @click.option(
@@ -113,6 +113,7 @@ def validate(config_path: Path, no_host: bool) -> None:
     outside every subnet of its interface a warning.
     """
     config = _load(config_path)
+    _warn_about_loops(config, no_host)
     if config.vrrp.instances and not no_host:
         problems = _host_problems(config)
         for problem in problems:
@@ -125,6 +126,38 @@ def validate(config_path: Path, no_host: bool) -> None:
             )
             sys.exit(1)
     click.echo(f"{config_path}: OK: {config.summary()}")
+
+
+def _warn_about_loops(config: Config, no_host: bool) -> None:
+    """Warn about servers that are this node's own frontends, on a path that comes back."""
+    from bascule.config.loops import loop_warnings
+
+    for warning in loop_warnings(config, None if no_host else _HostAddresses().has):
+        click.echo(str(warning), err=True)
+
+
+class _HostAddresses:
+    """The addresses of this host's interfaces, read (by netlink) the first time they matter.
+
+    Not a bind() probe: nodes that take over virtual IPs often allow binding any
+    address (net.ipv4.ip_nonlocal_bind), which would make every address look local.
+    """
+
+    def __init__(self) -> None:
+        self._addresses: set[object] | None = None
+
+    def has(self, address: object) -> bool:
+        if self._addresses is None:
+            import asyncio
+
+            from bascule.vrrp.daemon import host_interfaces
+
+            try:
+                interfaces = asyncio.run(host_interfaces())
+            except (OSError, StartupError):
+                interfaces = {}  # no netlink here: only loopback and literal binds count
+            self._addresses = {entry.ip for entries in interfaces.values() for entry in entries}
+        return address in self._addresses
 
 
 def _host_problems(config: Config) -> list[ConfigProblem]:

@@ -100,27 +100,31 @@ def run(config_path: Path, log_level: str | None) -> None:
 @click.option(
     "--no-host",
     is_flag=True,
-    help="Skip the checks against this host (VRRP interfaces and their subnets); use it "
-    "when validating on a machine that is not the node.",
+    help="Skip the checks against this host: resolving server names, and VRRP interfaces "
+    "and their subnets. Use it when validating on a machine that is not the node.",
 )
 def validate(config_path: Path, no_host: bool) -> None:
     """Check a configuration without running it.
 
     Exit 0 and a one-line summary when it is good. Otherwise exit 1 and list
     every problem as `file:line: path.to.field: what is wrong (what to do)`.
-    Like `haproxy -c`: run it before every deploy or reload. With a `vrrp:`
-    section it also checks this host: a missing interface is an error, a VIP
-    outside every subnet of its interface a warning.
+    Like `haproxy -c`: run it before every deploy or reload. It also checks
+    this host, as `bascule run` would at start: every server name must resolve
+    (each resolved name is shown with its address and the source that answered),
+    and with a `vrrp:` section a missing interface is an error, a VIP outside
+    every subnet of its interface a warning. `--no-host` skips these.
     """
     config = _load(config_path)
-    if config.vrrp.instances and not no_host:
+    if not no_host:
         problems = _host_problems(config)
         for problem in problems:
             click.echo(str(problem), err=True)
         errors = sum(1 for p in problems if p.severity == "error")
         if errors:
             click.echo(
-                f"{config_path}: {errors} problem{'s' if errors != 1 else ''} on this host",
+                f"{config_path}: {errors} problem{'s' if errors != 1 else ''} on this host "
+                "(--no-host skips the checks against this host, for a machine that is not "
+                "the node)",
                 err=True,
             )
             sys.exit(1)
@@ -128,13 +132,25 @@ def validate(config_path: Path, no_host: bool) -> None:
 
 
 def _host_problems(config: Config) -> list[ConfigProblem]:
-    import asyncio
+    """What stops `config` from starting on this host: server names that do not resolve
+    (the resolver `run` uses, on the same loop) and VRRP interfaces."""
+    import uvloop
 
-    from bascule.config import vrrp_environment_problems
-    from bascule.vrrp.daemon import host_interfaces
+    from bascule.resolver import describe_resolved, resolve_servers
 
-    interfaces = asyncio.run(host_interfaces())
-    return vrrp_environment_problems(config, interfaces)
+    async def gather() -> list[ConfigProblem]:
+        found = await resolve_servers(config)
+        for line in describe_resolved(found.resolved):
+            click.echo(line)
+        if not config.vrrp.instances:
+            return found.problems
+        from bascule.config import vrrp_environment_problems
+        from bascule.vrrp.daemon import host_interfaces
+
+        vrrp = vrrp_environment_problems(config, await host_interfaces())
+        return sorted(found.problems + vrrp, key=lambda problem: problem.line or 0)
+
+    return uvloop.run(gather())
 
 
 @main.command()

@@ -66,5 +66,6 @@ class Event:
     time: float  # wall-clock seconds (time.time()) when it happened
     kind: str  # e.g. "server.down", "server.up", "config.loaded"
     subject: str  # e.g. "web/s2"
-    message: str  # full sentence, e.g. "server web/s2 DOWN: connect refused (3/3 failures)"
+    # full sentence, e.g. "server web/s2 DOWN: connect refused (3/3 consecutive failures over 2.0s)"
+    message: str
     fields: dict[str, object] = field(default_factory=dict)

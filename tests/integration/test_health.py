@@ -179,10 +179,10 @@ async def test_tcp_check_takes_a_killed_server_out_and_brings_it_back_on_restart
         await s2.stop()
         down = await event(app, "server.down", "be/s2")
         assert down.message.startswith(
-            "server be/s2 DOWN: tcp check: connect refused (2/2 failures, last "
+            "server be/s2 DOWN: tcp check: connect refused (2/2 consecutive failures over "
         ), down.message
-        # The gap between the two failures is the fast interval (200ms), measured.
-        gap = re.search(r"last (\d+)ms ago\)$", down.message)
+        # The span of the two failures is the fast interval (200ms), measured.
+        gap = re.search(r"over (\d+)ms\)$", down.message)
         assert gap is not None and 150 <= int(gap.group(1)) <= 2000, down.message
         assert view(app, "s2").state is ServerState.DOWN
         assert await answered_by(port, 6) == ["s1"] * 6
@@ -207,11 +207,13 @@ async def test_http_check_fails_on_an_unexpected_status_or_a_body_without_the_te
     async with running(lb_config(port, servers, f"{check}\n{NO_PASSIVE}")) as app:
         status_down = await event(app, "server.down", "be/s1")
         assert status_down.message.startswith(
-            "server be/s1 DOWN: http check: status 500 (expected 200-399) (2/2 failures"
+            "server be/s1 DOWN: http check: status 500 (expected 200-399) "
+            "(2/2 consecutive failures over "
         ), status_down.message
         body_down = await event(app, "server.down", "be/s2")
         assert body_down.message.startswith(
-            'server be/s2 DOWN: http check: body does not contain "ok" (2/2 failures'
+            'server be/s2 DOWN: http check: body does not contain "ok" '
+            "(2/2 consecutive failures over "
         ), body_down.message
 
         assert events(app, "server.", "be/s3") == []

@@ -67,10 +67,27 @@ def test_down_event_text_matches_the_issue() -> None:
     assert event.kind == "server.down"
     assert event.subject == "web/s2"
     assert event.message == (
-        "server web/s2 DOWN: http check: connect refused (3/3 failures, last 12ms ago)"
+        "server web/s2 DOWN: http check: connect refused (3/3 consecutive failures over 512ms)"
     )
     assert event.level == logging.WARNING
     assert m.view(10.512).state is ServerState.DOWN
+
+
+def test_down_event_says_how_long_the_failures_went_on_not_a_time_ago() -> None:
+    m = machine("up", rise=2, fall=2)
+    assert m.check_result(REFUSED, now=5.0) == []
+    (event,) = m.check_result(REFUSED, now=6.01)
+    assert event.message == (
+        "server web/s2 DOWN: http check: connect refused (2/2 consecutive failures over 1.0s)"
+    )
+    # a pass breaks the streak: the next one is counted from its own first failure
+    m2 = machine("up", rise=1, fall=3)
+    m2.check_result(REFUSED, now=1.0)
+    m2.check_result(OK, now=2.0)
+    m2.check_result(REFUSED, now=3.0)
+    m2.check_result(REFUSED, now=3.2)
+    (event,) = m2.check_result(REFUSED, now=3.5)
+    assert event.message.endswith("(3/3 consecutive failures over 500ms)")
 
 
 def test_up_event_text_matches_the_issue() -> None:

@@ -92,8 +92,11 @@ def agent_weight(configured: int, percent: int) -> int:
     return min(MAX_WEIGHT, max(1, rounded))
 
 
-def format_ms(seconds: float) -> str:
-    return f"{round(seconds * 1000)}ms"
+def format_span(seconds: float) -> str:
+    """A measured time span: "12ms" below a second, "1.0s" from there."""
+    if seconds < 0.9995:
+        return f"{round(seconds * 1000)}ms"
+    return f"{seconds:.1f}s"
 
 
 class ServerStateMachine:
@@ -440,7 +443,9 @@ def _initial_health(initial_state: InitialState) -> InitialHealth:
 
 
 def _failure_evidence(transition: HealthTransition) -> str:
-    text = f"{transition.count}/{transition.needed} failures"
-    if transition.since_previous_failure is not None:
-        text += f", last {format_ms(transition.since_previous_failure)} ago"
-    return text
+    """ "3/3 consecutive failures over 1.0s": the span from the first failed check of the
+    streak to the last, which took it DOWN (this event is at the last one)."""
+    text = f"{transition.count}/{transition.needed}"
+    if transition.failing_for is None:
+        return f"{text} failures"
+    return f"{text} consecutive failures over {format_span(transition.failing_for)}"

@@ -62,6 +62,7 @@ class App:
                 self.journal,
                 loop,
                 shared_checks=self._shared_checks,
+                frontends=self.config.frontends_using(backend.name),
             )
         runtimes = {name: c.runtime for name, c in self.controllers.items()}
         self.frontends = [

@@ -542,3 +542,46 @@ async def test_dropping_below_min_healthy_marks_the_backend_degraded() -> None:
         await s2.start(s2.port)
         healthy = await event(app, "backend.degraded_over", "be")
         assert healthy.message == "backend be healthy again: 2 of 3 servers up"
+
+
+# -- backend-wide events ------------------------------------------------------------------
+
+
+async def test_backend_unavailable_says_what_the_clients_of_its_own_frontends_get() -> None:
+    web, api, sql = free_port(), free_port(), free_port()
+    down = "initial_state: down"  # no check: DOWN from the start, nothing to serve
+    config = f"""
+    frontends:
+      - {{name: web, bind: "127.0.0.1:{web}", default_backend: app}}
+      - name: api
+        bind: "127.0.0.1:{api}"
+        default_backend: app
+        routes: [{{path_prefix: /mixed, backend: mixed}}]
+      - {{name: sql, bind: "127.0.0.1:{sql}", mode: tcp, default_backend: db}}
+      - {{name: sql2, bind: "127.0.0.1:{free_port()}", mode: tcp, default_backend: mixed}}
+    backends:
+      - name: app
+        servers: [{{name: s1, address: 127.0.0.1, port: {free_port()}, {down}}}]
+      - name: db
+        servers: [{{name: s1, address: 127.0.0.1, port: {free_port()}, {down}}}]
+      - name: mixed
+        servers: [{{name: s1, address: 127.0.0.1, port: {free_port()}, {down}}}]
+      - name: spare
+        servers: [{{name: s1, address: 127.0.0.1, port: {free_port()}, {down}}}]
+    """
+    async with running(config) as app:
+        said = {e.subject: e.message for e in events(app, "backend.unavailable")}
+        assert said == {
+            "app": "backend app: no server available (HTTP frontends web, api answer 503)",
+            "db": "backend db: no server available "
+            "(TCP frontend sql closes new connections at once)",
+            "mixed": "backend mixed: no server available "
+            "(HTTP frontend api answers 503; TCP frontend sql2 closes new connections at once)",
+            "spare": "backend spare: no server available (no frontend uses it)",
+        }
+        # and that is what the clients get
+        answer = await request(web, get("/"))
+        assert answer is not None and answer.status == 503
+        reader, writer = await asyncio.open_connection("127.0.0.1", sql)
+        _CLIENTS.append(writer)
+        assert await ended(reader)

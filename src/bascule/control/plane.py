@@ -13,8 +13,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+from collections.abc import Sequence
 
-from bascule.config import BackendConfig, CheckConfig
+from bascule.config import BackendConfig, CheckConfig, FrontendConfig
 from bascule.control.journal import Journal
 from bascule.health.outlier import BackendOutlier, OutlierPolicy
 from bascule.health.results import CheckResult
@@ -53,8 +54,11 @@ class BackendController:
         loop: asyncio.AbstractEventLoop,
         rng: random.Random | None = None,
         shared_checks: SharedChecks | None = None,
+        frontends: Sequence[FrontendConfig] = (),
     ) -> None:
+        """`frontends` are those that use this backend, named in its events."""
         self.config = config
+        self._unavailable = unavailable_text(config.name, frontends)
         self.journal = journal
         self.loop = loop
         self.version = 1
@@ -189,8 +193,7 @@ class BackendController:
             ),
             "backend.unavailable": (
                 not primaries_up and not backups_up,
-                f"backend {name}: no server available (HTTP clients get 503, TCP "
-                "connections are closed)",
+                self._unavailable,
                 f"backend {name}: servers available again",
                 logging.ERROR,
             ),
@@ -229,6 +232,28 @@ class BackendController:
         if self._tick_handle is not None:
             self._tick_handle.cancel()
             self._tick_handle = None
+
+
+# What the clients of a frontend of each mode get while its backend has no server,
+# said of one frontend and of several.
+_UNAVAILABLE_EFFECTS = {
+    "http": ("answers 503", "answer 503"),
+    "tcp": ("closes new connections at once", "close new connections at once"),
+}
+
+
+def unavailable_text(backend: str, frontends: Sequence[FrontendConfig]) -> str:
+    """ "backend app: no server available (HTTP frontend web answers 503)": what the
+    clients of the frontends that use it get, by mode; only what applies."""
+    effects = []
+    for mode, (one, several) in _UNAVAILABLE_EFFECTS.items():
+        names = [frontend.name for frontend in frontends if frontend.mode == mode]
+        if len(names) == 1:
+            effects.append(f"{mode.upper()} frontend {names[0]} {one}")
+        elif names:
+            effects.append(f"{mode.upper()} frontends {', '.join(names)} {several}")
+    consequence = "; ".join(effects) or "no frontend uses it"
+    return f"backend {backend}: no server available ({consequence})"
 
 
 def _rise_fall(check: CheckConfig) -> RiseFall | None:

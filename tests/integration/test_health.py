@@ -19,7 +19,7 @@ import pytest
 
 from backends import Backend, Request, Respond, ok_response, status
 from bascule.app import App
-from bascule.model import Event, ServerState, ServerView
+from bascule.model import WEIGHT_SCALE, Event, ServerState, ServerView
 from check_servers import closed_port, flapping, response, silent
 from client import get, request
 from harness import free_port, running
@@ -306,7 +306,8 @@ async def test_slow_start_ramps_the_weight_of_a_returning_server() -> None:
     servers = [srv("s1", s1.port, weight=20), srv("s2", s2.port, weight=20)]
     backend = f"{TCP_CHECK}\n{NO_PASSIVE}\nslow_start: 1s"
     async with running(lb_config(port, servers, backend)) as app:
-        assert view(app, "s2").weight == 20  # no ramp for servers up at startup
+        full = 20 * WEIGHT_SCALE  # the snapshot's internal units
+        assert view(app, "s2").weight == full  # no ramp for servers up at startup
         await s2.stop()
         await event(app, "server.down", "be/s2")
         await s2.start(s2.port)
@@ -315,12 +316,12 @@ async def test_slow_start_ramps_the_weight_of_a_returning_server() -> None:
         loop = asyncio.get_running_loop()
         up_seen = loop.time()
         weights = [view(app, "s2").weight]
-        while weights[-1] < 20 and loop.time() - up_seen < DEADLINE:
+        while weights[-1] < full and loop.time() - up_seen < DEADLINE:
             await asyncio.sleep(POLL)
             weights.append(view(app, "s2").weight)
         ramp = loop.time() - up_seen
 
-    assert weights[0] < 20 and weights[-1] == 20, weights
+    assert weights[0] < full and weights[-1] == full, weights
     assert weights == sorted(weights), weights
     assert len(set(weights)) >= 4, weights  # several steps, not one jump
     assert ramp <= 1.5, (ramp, weights)
@@ -403,7 +404,7 @@ async def test_agent_sets_the_weight_then_drains_the_server() -> None:
         assert weight.message == (
             "server be/s1 weight 10 -> 5 (50% of configured 10): agent check: weight 50%"
         )
-        assert view(app, "s1").weight == 5
+        assert view(app, "s1").weight == 5 * WEIGHT_SCALE
         assert view(app, "s1").state is ServerState.UP
 
         answers.append(b"drain\n")
@@ -413,6 +414,24 @@ async def test_agent_sets_the_weight_then_drains_the_server() -> None:
         before = traffic_of(s1)
         assert await answered_by(port, 4) == ["s2"] * 4
         assert traffic_of(s1) == before
+
+
+async def test_agent_half_on_a_server_of_weight_one_halves_its_traffic() -> None:
+    agent = await TcpServer(agent_saying([b"50%\n"])).start()
+    s1, s2 = await started("s1"), await started("s2")
+    port = free_port()
+    agent_check = (
+        "{type: agent, interval: 100ms, timeout: 100ms, rise: 2, fall: 2, "
+        f"agent: {{port: {agent.port}}}}}"
+    )
+    servers = [srv("s1", s1.port, check=agent_check), srv("s2", s2.port)]  # weight 1 each
+    async with running(lb_config(port, servers, NO_PASSIVE)) as app:
+        weight = await event(app, "server.weight", "be/s1")
+        assert weight.message == (
+            "server be/s1 weight 1 -> 0.5 (50% of configured 1): agent check: weight 50%"
+        )
+        # smooth round robin: exactly one in three over whole cycles
+        assert Counter(await answered_by(port, 30)) == {"s1": 10, "s2": 20}
 
 
 # -- passive detection and outlier ejection -----------------------------------------------

@@ -22,19 +22,20 @@ from bascule.health.results import CheckResult
 from bascule.health.runner import CheckPlan, HealthRunner, SharedChecks, build_spec
 from bascule.health.server_state import HealthEvent, RiseFall, ServerStateMachine
 from bascule.health.state import CheckTiming
-from bascule.model import BackendSnapshot, ServerState, ServerView
+from bascule.model import WEIGHT_SCALE, BackendSnapshot, ServerState, ServerView
 from bascule.proxy.runtime import BackendRuntime
 
 
 def static_views(config: BackendConfig, addresses: dict[str, str]) -> tuple[ServerView, ...]:
-    """Each server as configured (weight, limits), before any health is known."""
+    """Each server as configured (weight in internal units, limits), before any health
+    is known."""
     return tuple(
         ServerView(
             backend=config.name,
             name=s.name,
             host=addresses.get(s.name, s.address),
             port=s.port,
-            weight=s.weight,
+            weight=s.weight * WEIGHT_SCALE,
             backup=s.backup,
             max_connections=s.max_connections,
             index=i,

@@ -168,11 +168,23 @@ async def serve(config: Config) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, app.request_stop)
+    # `systemctl reload` and HAProxy habits send SIGHUP, whose default would end the
+    # daemon at once, without grace: say what to do instead, and keep serving.
+    loop.add_signal_handler(signal.SIGHUP, _no_reload_yet, config.source)
     log.info("bascule running (pid %d); SIGTERM or Ctrl-C to stop", _pid())
     (log.warning if stale_modules() else log.info)(data_path_description())
     await app.wait_stop_requested()
     log.info("stopping: no new connections, in-flight requests get %gs", config.global_.grace)
     await app.stop()
+
+
+def _no_reload_yet(source: str) -> None:
+    log.warning(
+        "SIGHUP: there is no reload yet, nothing changed; to apply a changed %s, "
+        "run `bascule validate -c %s`, then restart",
+        source,
+        source,
+    )
 
 
 def _pid() -> int:

@@ -73,7 +73,8 @@ def run(config_path: Path, log_level: str | None) -> None:
     SIGINT or SIGTERM stops it gracefully: listeners close at once, in-flight
     requests get up to `global.grace` to finish, then remaining connections
     are closed. Exit status 0 after a clean stop, 1 on a config problem,
-    2 when it cannot start (port in use, unresolvable server name).
+    2 when it cannot start (port in use, unresolvable server name). There is no
+    reload yet: to apply a changed file, validate it and restart.
     """
     config = _load(config_path)
     _setup_logging(log_level or config.global_.log_level)
@@ -108,27 +109,37 @@ def validate(config_path: Path, no_host: bool) -> None:
 
     Exit 0 and a one-line summary when it is good. Otherwise exit 1 and list
     every problem as `file:line: path.to.field: what is wrong (what to do)`.
-    Like `haproxy -c`: run it before every deploy or reload. It also checks
+    Like `haproxy -c`: run it before every deploy or restart. It also checks
     this host, as `bascule run` would at start: every server name must resolve
     (each resolved name is shown with its address and the source that answered),
     and with a `vrrp:` section a missing interface is an error, a VIP outside
     every subnet of its interface a warning. `--no-host` skips these.
     """
     config = _load(config_path)
+    problems = _not_yet_supported(config)
     if not no_host:
-        problems = _host_problems(config)
-        for problem in problems:
-            click.echo(str(problem), err=True)
-        errors = sum(1 for p in problems if p.severity == "error")
-        if errors:
-            click.echo(
-                f"{config_path}: {errors} problem{'s' if errors != 1 else ''} on this host "
-                "(--no-host skips the checks against this host, for a machine that is not "
-                "the node)",
-                err=True,
-            )
-            sys.exit(1)
+        problems = sorted(problems + _host_problems(config), key=lambda p: p.line or 0)
+    for problem in problems:
+        click.echo(str(problem), err=True)
+    errors = sum(1 for p in problems if p.severity == "error")
+    if errors:
+        skip = "" if no_host else " (--no-host skips the checks against this host)"
+        click.echo(
+            f"{config_path}: {errors} problem{'s' if errors != 1 else ''} that "
+            f"`bascule run` would refuse{skip}",
+            err=True,
+        )
+        sys.exit(1)
     click.echo(f"{config_path}: OK: {config.summary()}")
+
+
+def _not_yet_supported(config: Config) -> list[ConfigProblem]:
+    """What `run` refuses on any host: VRRP instances it cannot run yet."""
+    if not config.vrrp.instances:
+        return []
+    from bascule.vrrp.daemon import unsupported_vrrp_problems
+
+    return unsupported_vrrp_problems(config)
 
 
 def _host_problems(config: Config) -> list[ConfigProblem]:

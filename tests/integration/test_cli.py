@@ -196,6 +196,12 @@ async def test_run_serves_then_sigterm_lets_the_in_flight_request_finish(tmp_pat
         resp = await request(port, get("/"))
         assert resp is not None and resp.status == 200 and resp.body == b"s1\n"
 
+        # SIGHUP (systemctl reload) does not reload yet, and must not kill it either
+        lb.send_signal(signal.SIGHUP)
+        resp = await request(port, get("/"))
+        assert resp is not None and resp.status == 200, (tmp_path / "run.log").read_text()
+        assert lb.returncode is None
+
         client = await Client.connect(port)
         try:
             client.send(get("/slow/report"))
@@ -214,6 +220,7 @@ async def test_run_serves_then_sigterm_lets_the_in_flight_request_finish(tmp_pat
     assert rc == 0, log
     assert took < GRACE, f"stopping took {took:.1f}s, more than the grace period"
     assert "grace period" not in log, "the in-flight request should not have been cut"
+    assert "SIGHUP: there is no reload yet, nothing changed" in log
 
 
 def test_run_on_a_port_in_use_exits_2_naming_frontend_and_address(tmp_path: Path) -> None:
@@ -293,7 +300,7 @@ def test_validate_resolves_server_names_as_run_does_unless_no_host(tmp_path: Pat
         # what the resolver said, and what it asked
         assert "getaddrinfo: " in problem
         assert "/etc/hosts" in problem and "nsswitch.conf" in problem
-    assert "2 problems on this host" in done.stderr
+    assert "2 problems that `bascule run` would refuse" in done.stderr
     # the name that resolves is shown with its address and what answered
     assert "backend app server local: localhost is " in done.stdout
     assert "answered by" in done.stdout
@@ -382,3 +389,19 @@ def test_validate_checks_vrrp_against_this_host_unless_told_not_to(tmp_path: Pat
     elsewhere = bascule("validate", "-c", str(path), "--no-host")
     assert elsewhere.returncode == 0 and "OK: " in elsewhere.stdout
     assert "1 vrrp instance" in elsewhere.stdout
+
+
+def test_validate_refuses_ipv6_virtual_addresses_that_run_cannot_hold_yet(
+    tmp_path: Path,
+) -> None:
+    config = VRRP_ON_MISSING_INTERFACE.replace(
+        '["198.18.0.100/24"]', '["2001:db8::100/64"]'
+    ).replace("priority: 150", "priority: 150\n      version: 3")
+    path = write_config(tmp_path, config)
+    done = bascule("validate", "-c", str(path), "--no-host")  # not a host matter
+    assert done.returncode == 1, done.stdout
+    assert (
+        f"{path}:13: vrrp.instances[0].virtual_ipaddresses: vrrp instance 'VI_1': IPv6 virtual "
+        "addresses are not supported by this version of the VRRP daemon yet"
+    ) in done.stderr
+    assert "1 problem that `bascule run` would refuse" in done.stderr

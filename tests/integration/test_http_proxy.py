@@ -631,3 +631,21 @@ async def test_a_client_waiting_for_a_connection_slot_is_not_cut_by_the_head_tim
         second = await request(port, get(), timeout=5)
         assert (await first) is not None
     assert second is not None and second.body == b"done"
+
+
+async def test_websocket_upgrade_is_refused_saying_what_to_do_instead() -> None:
+    bs = await backends("s1")
+    port = free_port()
+    async with running(http_config(port, ports(bs))):
+        resp = await request(
+            port,
+            get(
+                "/chat",
+                extra="Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n",
+            ),
+        )
+    assert resp is not None and resp.status == 400
+    assert b"WebSocket and other protocol upgrades are not supported yet" in resp.body
+    assert b"mode tcp frontend" in resp.body
+    assert bs["s1"].requests == []

@@ -3,8 +3,12 @@
 `run` resolves every server's `address` at start and refuses to start when one does
 not resolve; `validate` calls the same `resolve_servers`, so a file it passes does not
 fail at start for a name (unless `--no-host`: validating on another machine). Every
-distinct name is looked up at once, through the loop's `getaddrinfo` (the system
-resolver, as `ping` or `curl` use it), and the whole lookup is bounded by a deadline.
+distinct name is looked up at once (at most `MAX_LOOKUPS_AT_ONCE` at a time) by the
+system resolver, `getaddrinfo`, as `ping` or `curl` use it, and the whole lookup is
+bounded by a deadline. Each lookup runs in a daemon thread of its own, not in the
+loop's executor: a lookup past the deadline (a silent DNS server: glibc waits
+`timeout` x `attempts` per server) must not hold the process when it exits, which
+uvloop's and asyncio's executors would, until glibc gives up.
 
 The system resolver does not say which source answered. What can be said is read
 from the host: the `hosts:` line of /etc/nsswitch.conf gives the order of the
@@ -15,7 +19,9 @@ attribution are pure functions of those texts.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from ipaddress import ip_address
@@ -26,6 +32,7 @@ from bascule.config.findings import format_path
 from bascule.errors import ConfigProblem
 
 RESOLVE_TIMEOUT = 10.0  # seconds for all names: two DNS tries of glibc's default 5 s
+MAX_LOOKUPS_AT_ONCE = 32
 NSSWITCH = Path("/etc/nsswitch.conf")
 HOSTS = Path("/etc/hosts")
 DEFAULT_ORDER = ("files", "dns")  # glibc's order when nsswitch.conf has no `hosts:` line
@@ -184,7 +191,8 @@ _LITERAL = "an IP address"
 
 async def _lookup_all(hosts: set[str], order: LookupOrder, timeout: float) -> dict[str, Answer]:
     loop = asyncio.get_running_loop()
-    tasks = {host: loop.create_task(_lookup(loop, host, order)) for host in sorted(hosts)}
+    slots = asyncio.Semaphore(MAX_LOOKUPS_AT_ONCE)
+    tasks = {host: loop.create_task(_lookup(slots, host, order)) for host in sorted(hosts)}
     if tasks:
         await asyncio.wait(tasks.values(), timeout=timeout)
     answers = {}
@@ -202,13 +210,43 @@ async def _lookup_all(hosts: set[str], order: LookupOrder, timeout: float) -> di
     return answers
 
 
-async def _lookup(loop: asyncio.AbstractEventLoop, host: str, order: LookupOrder) -> Answer:
+async def _lookup(slots: asyncio.Semaphore, host: str, order: LookupOrder) -> Answer:
+    if _is_literal(host):
+        return Answer(host, host, _LITERAL)
     try:
-        infos = await loop.getaddrinfo(host, None, type=socket.SOCK_STREAM)
+        async with slots:
+            address = await getaddrinfo_in_thread(host)
     except OSError as error:
         return Answer(host, None, order.asked(host), _error_text(error))
-    address = str(infos[0][4][0])
-    return Answer(host, address, _LITERAL if _is_literal(host) else order.answered_by(host))
+    return Answer(host, address, order.answered_by(host))
+
+
+def getaddrinfo_in_thread(host: str) -> asyncio.Future[str]:
+    """The first address `getaddrinfo` gives for `host`, looked up in a daemon thread
+    (which the process does not wait for at exit); OSError if it does not resolve."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[str] = loop.create_future()
+
+    def settle(address: str | None, error: OSError | None) -> None:
+        if future.done():  # given up on: past the deadline
+            return
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(str(address))
+
+    def lookup() -> None:
+        address, error = None, None
+        try:
+            address = str(socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)[0][4][0])
+        except OSError as failure:
+            error = failure
+        # A closed loop raises RuntimeError: nobody waits for this answer any more.
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(settle, address, error)
+
+    threading.Thread(target=lookup, name=f"resolve {host}", daemon=True).start()
+    return future
 
 
 def _error_text(error: OSError) -> str:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import socket
+import subprocess
+import sys
+import threading
 
 import pytest
 
@@ -63,23 +65,25 @@ backends:
 async def test_a_name_without_answer_in_time_is_a_problem_and_the_others_resolve(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    loop = asyncio.get_running_loop()
     asked: list[str] = []
+    release = threading.Event()
 
-    async def getaddrinfo(host: str, *_args: object, **_kwargs: object) -> object:
+    def getaddrinfo(host: str, *_args: object, **_kwargs: object) -> object:
         asked.append(host)
         if host == "slow.example":
-            await asyncio.sleep(60)
-        address = host if host[0].isdigit() else "10.0.0.7"
-        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (address, 0))]
+            release.wait(60)  # a silent DNS server; released at the end of the test
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("10.0.0.7", 0))]
 
-    monkeypatch.setattr(loop, "getaddrinfo", getaddrinfo)
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
     config = load_config_text(CONFIG, "t.yaml")
-    found = await resolve_servers(config, timeout=0.2, order=LookupOrder())
-    assert sorted(asked) == ["10.0.0.1", "fast.example", "slow.example"]  # all at once
+    try:
+        found = await resolve_servers(config, timeout=0.5, order=LookupOrder())
+    finally:
+        release.set()
+    assert sorted(asked) == ["fast.example", "slow.example"]  # an IP address is not asked
     assert [str(p) for p in found.problems] == [
         "t.yaml:6: backends[0].servers[1].address: backend app server b: cannot resolve "
-        '"slow.example": no answer within 0.2s (is a DNS server in /etc/resolv.conf '
+        '"slow.example": no answer within 0.5s (is a DNS server in /etc/resolv.conf '
         "unreachable?); asked /etc/hosts (not listed), then DNS (/etc/resolv.conf), as "
         "/etc/nsswitch.conf says (hosts: files dns) (check the name, /etc/hosts and DNS, "
         "or use an IP address)"
@@ -88,3 +92,30 @@ async def test_a_name_without_answer_in_time_is_a_problem_and_the_others_resolve
     assert [(use.server, answer.source) for use, answer in found.resolved] == [
         ("c", "DNS (/etc/resolv.conf)")
     ]
+
+
+EXIT_WITH_A_LOOKUP_PENDING = """
+import socket, time, uvloop
+from bascule.config import load_config_text
+from bascule.resolver import LookupOrder, resolve_servers
+
+def silent_dns(host, *args, **kwargs):
+    time.sleep(120)  # glibc waiting on a DNS server that never answers
+
+socket.getaddrinfo = silent_dns
+config = load_config_text('''%s''', "t.yaml")
+found = uvloop.run(resolve_servers(config, timeout=0.2, order=LookupOrder()))
+print(len(found.problems), "problems")
+"""
+
+
+def test_a_lookup_past_the_deadline_does_not_hold_the_process_at_exit() -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", EXIT_WITH_A_LOOKUP_PENDING % CONFIG],
+        capture_output=True,
+        text=True,
+        timeout=60,  # the lookups sleep 120 s: a process waiting for them is killed here
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "2 problems"

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from bascule.balance.base import PickContext
 from bascule.balance.registry import algorithm_names, get_factory
 from bascule.balance.tiers import BackendBalancer
-from bascule.model import BackendSnapshot, ServerState, ServerView
+from bascule.model import WEIGHT_SCALE, BackendSnapshot, ServerState, ServerView
 
 POOL_SIZES = (10, 100)
 DISTINCT_REQUESTS = 1024
@@ -41,7 +41,7 @@ def make_snapshot(size: int, tag: str, half_down: bool, rng: random.Random) -> B
             name=f"{tag}-s{i}",
             host="198.18.0.1",
             port=10_000 + i,
-            weight=rng.randint(1, 10),
+            weight=rng.randint(1, 10) * WEIGHT_SCALE,  # configured 1-10, as views carry it
             state=ServerState.DOWN if half_down and i % 2 else ServerState.UP,
             index=i,
         )

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
-import socket
 from typing import TYPE_CHECKING
 
 from bascule.config import Config
@@ -17,6 +16,7 @@ from bascule.proxy.build import data_path_description, stale_modules
 from bascule.proxy.listener import FrontendRuntime
 from bascule.proxy.pool import UpstreamPool
 from bascule.proxy.timers import now
+from bascule.resolver import describe_resolved, resolve_servers
 
 if TYPE_CHECKING:
     from bascule.vrrp.daemon import VrrpInstanceRunner
@@ -49,13 +49,7 @@ class App:
             from bascule.vrrp.daemon import check_vrrp_host
 
             await check_vrrp_host(self.config)
-        addresses = {
-            backend.name: {
-                s.name: await _resolve(loop, backend.name, s.name, s.address)
-                for s in backend.servers
-            }
-            for backend in self.config.backends
-        }
+        addresses = await _resolve_servers(self.config)
         # Made once nothing before the `try` below can fail, so a failed start leaves
         # no epoll set or loop reader behind.
         checks = [s.check for b in self.config.backends for s in b.servers]
@@ -68,6 +62,7 @@ class App:
                 self.journal,
                 loop,
                 shared_checks=self._shared_checks,
+                frontends=self.config.frontends_using(backend.name),
             )
         runtimes = {name: c.runtime for name, c in self.controllers.items()}
         self.frontends = [
@@ -155,16 +150,15 @@ class App:
             self._shared_checks = None
 
 
-async def _resolve(loop: asyncio.AbstractEventLoop, backend: str, server: str, host: str) -> str:
-    """Resolve a server's address once at startup (IP literals pass through)."""
-    try:
-        infos = await loop.getaddrinfo(host, None, type=socket.SOCK_STREAM)
-    except OSError as exc:
-        raise StartupError(
-            f"backend {backend} server {server}: cannot resolve {host!r}: "
-            f"{exc.strerror or exc} (check the name, /etc/hosts and DNS, or use an IP address)"
-        ) from None
-    return str(infos[0][4][0])
+async def _resolve_servers(config: Config) -> dict[str, dict[str, str]]:
+    """Every server's address, resolved once at start the way `bascule validate` does;
+    StartupError naming each server whose name does not resolve."""
+    found = await resolve_servers(config)
+    if found.problems:
+        raise StartupError("\n".join(str(problem) for problem in found.problems))
+    for line in describe_resolved(found.resolved):
+        log.info("%s", line)
+    return found.addresses
 
 
 async def serve(config: Config) -> None:
@@ -174,11 +168,23 @@ async def serve(config: Config) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, app.request_stop)
+    # `systemctl reload` and HAProxy habits send SIGHUP, whose default would end the
+    # daemon at once, without grace: say what to do instead, and keep serving.
+    loop.add_signal_handler(signal.SIGHUP, _no_reload_yet, config.source)
     log.info("bascule running (pid %d); SIGTERM or Ctrl-C to stop", _pid())
     (log.warning if stale_modules() else log.info)(data_path_description())
     await app.wait_stop_requested()
     log.info("stopping: no new connections, in-flight requests get %gs", config.global_.grace)
     await app.stop()
+
+
+def _no_reload_yet(source: str) -> None:
+    log.warning(
+        "SIGHUP: there is no reload yet, nothing changed; to apply a changed %s, "
+        "run `bascule validate -c %s`, then restart",
+        source,
+        source,
+    )
 
 
 def _pid() -> int:

@@ -73,7 +73,8 @@ def run(config_path: Path, log_level: str | None) -> None:
     SIGINT or SIGTERM stops it gracefully: listeners close at once, in-flight
     requests get up to `global.grace` to finish, then remaining connections
     are closed. Exit status 0 after a clean stop, 1 on a config problem,
-    2 when it cannot start (port in use, unresolvable server name).
+    2 when it cannot start (port in use, unresolvable server name). There is no
+    reload yet: to apply a changed file, validate it and restart.
     """
     config = _load(config_path)
     _setup_logging(log_level or config.global_.log_level)
@@ -100,32 +101,46 @@ def run(config_path: Path, log_level: str | None) -> None:
 @click.option(
     "--no-host",
     is_flag=True,
-    help="Skip the checks against this host (VRRP interfaces and their subnets); use it "
-    "when validating on a machine that is not the node.",
+    help="Skip the checks against this host: resolving server names, and VRRP interfaces "
+    "and their subnets. Use it when validating on a machine that is not the node.",
 )
 def validate(config_path: Path, no_host: bool) -> None:
     """Check a configuration without running it.
 
     Exit 0 and a one-line summary when it is good. Otherwise exit 1 and list
     every problem as `file:line: path.to.field: what is wrong (what to do)`.
-    Like `haproxy -c`: run it before every deploy or reload. With a `vrrp:`
-    section it also checks this host: a missing interface is an error, a VIP
-    outside every subnet of its interface a warning.
+    Like `haproxy -c`: run it before every deploy or restart. It also checks
+    this host, as `bascule run` would at start: every server name must resolve
+    (each resolved name is shown with its address and the source that answered),
+    and with a `vrrp:` section a missing interface is an error, a VIP outside
+    every subnet of its interface a warning. `--no-host` skips these.
     """
     config = _load(config_path)
     _warn_about_loops(config, no_host)
-    if config.vrrp.instances and not no_host:
-        problems = _host_problems(config)
-        for problem in problems:
-            click.echo(str(problem), err=True)
-        errors = sum(1 for p in problems if p.severity == "error")
-        if errors:
-            click.echo(
-                f"{config_path}: {errors} problem{'s' if errors != 1 else ''} on this host",
-                err=True,
-            )
-            sys.exit(1)
+    problems = _not_yet_supported(config)
+    if not no_host:
+        problems = sorted(problems + _host_problems(config), key=lambda p: p.line or 0)
+    for problem in problems:
+        click.echo(str(problem), err=True)
+    errors = sum(1 for p in problems if p.severity == "error")
+    if errors:
+        skip = "" if no_host else " (--no-host skips the checks against this host)"
+        click.echo(
+            f"{config_path}: {errors} problem{'s' if errors != 1 else ''} that "
+            f"`bascule run` would refuse{skip}",
+            err=True,
+        )
+        sys.exit(1)
     click.echo(f"{config_path}: OK: {config.summary()}")
+
+
+def _not_yet_supported(config: Config) -> list[ConfigProblem]:
+    """What `run` refuses on any host: VRRP instances it cannot run yet."""
+    if not config.vrrp.instances:
+        return []
+    from bascule.vrrp.daemon import unsupported_vrrp_problems
+
+    return unsupported_vrrp_problems(config)
 
 
 def _warn_about_loops(config: Config, no_host: bool) -> None:
@@ -161,13 +176,25 @@ class _HostAddresses:
 
 
 def _host_problems(config: Config) -> list[ConfigProblem]:
-    import asyncio
+    """What stops `config` from starting on this host: server names that do not resolve
+    (the resolver `run` uses, on the same loop) and VRRP interfaces."""
+    import uvloop
 
-    from bascule.config import vrrp_environment_problems
-    from bascule.vrrp.daemon import host_interfaces
+    from bascule.resolver import describe_resolved, resolve_servers
 
-    interfaces = asyncio.run(host_interfaces())
-    return vrrp_environment_problems(config, interfaces)
+    async def gather() -> list[ConfigProblem]:
+        found = await resolve_servers(config)
+        for line in describe_resolved(found.resolved):
+            click.echo(line)
+        if not config.vrrp.instances:
+            return found.problems
+        from bascule.config import vrrp_environment_problems
+        from bascule.vrrp.daemon import host_interfaces
+
+        vrrp = vrrp_environment_problems(config, await host_interfaces())
+        return sorted(found.problems + vrrp, key=lambda problem: problem.line or 0)
+
+    return uvloop.run(gather())
 
 
 @main.command()

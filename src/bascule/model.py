@@ -9,6 +9,23 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
+WEIGHT_SCALE = 16
+"""Internal weight units per unit of configured weight (HAProxy's BE_WEIGHT_SCALE).
+
+Balancers work on `ServerView.weight`, the configured weight times this scale, so
+that an agent's percentage or a slow-start step changes the share of a server of
+weight 1 too (50% of 1 is 8 units, half the share of a weight-1 server). Every
+balancer depends only on the ratios of weights (consistent hashing places its ring
+points per configured unit), so scaling all weights alike changes no pick. What
+users read (events, logs) is in configured units: `format_weight`."""
+
+
+def format_weight(units: int) -> str:
+    """Internal weight units as configured weight: 16 -> "1", 8 -> "0.5", 5 -> "0.31"."""
+    if units % WEIGHT_SCALE == 0:
+        return str(units // WEIGHT_SCALE)
+    return f"{units / WEIGHT_SCALE:.2f}".rstrip("0")
+
 
 class ServerState(enum.StrEnum):
     UP = "up"
@@ -25,7 +42,7 @@ class ServerView:
     name: str
     host: str
     port: int
-    weight: int = 1
+    weight: int = WEIGHT_SCALE  # effective, in internal units: see WEIGHT_SCALE
     backup: bool = False
     max_connections: int = 0  # 0 means unlimited
     state: ServerState = ServerState.UP
@@ -66,5 +83,6 @@ class Event:
     time: float  # wall-clock seconds (time.time()) when it happened
     kind: str  # e.g. "server.down", "server.up", "config.loaded"
     subject: str  # e.g. "web/s2"
-    message: str  # full sentence, e.g. "server web/s2 DOWN: connect refused (3/3 failures)"
+    # full sentence, e.g. "server web/s2 DOWN: connect refused (3/3 consecutive failures over 2.0s)"
+    message: str
     fields: dict[str, object] = field(default_factory=dict)

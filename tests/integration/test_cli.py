@@ -108,7 +108,8 @@ def test_help_exits_0_and_names_the_key_options(args: tuple[str, ...], mentions:
     ],
 )
 def test_validate_accepts_the_shipped_examples(example: str, summary: str) -> None:
-    done = bascule("validate", "-c", example)
+    # --no-host: bascule.yaml names servers of example.com, which resolve nowhere.
+    done = bascule("validate", "-c", example, "--no-host")
     assert done.returncode == 0, done.stderr
     assert f"{example}: OK" in done.stdout
     assert summary in done.stdout
@@ -195,6 +196,12 @@ async def test_run_serves_then_sigterm_lets_the_in_flight_request_finish(tmp_pat
         resp = await request(port, get("/"))
         assert resp is not None and resp.status == 200 and resp.body == b"s1\n"
 
+        # SIGHUP (systemctl reload) does not reload yet, and must not kill it either
+        lb.send_signal(signal.SIGHUP)
+        resp = await request(port, get("/"))
+        assert resp is not None and resp.status == 200, (tmp_path / "run.log").read_text()
+        assert lb.returncode is None
+
         client = await Client.connect(port)
         try:
             client.send(get("/slow/report"))
@@ -213,6 +220,7 @@ async def test_run_serves_then_sigterm_lets_the_in_flight_request_finish(tmp_pat
     assert rc == 0, log
     assert took < GRACE, f"stopping took {took:.1f}s, more than the grace period"
     assert "grace period" not in log, "the in-flight request should not have been cut"
+    assert "SIGHUP: there is no reload yet, nothing changed" in log
 
 
 def test_run_on_a_port_in_use_exits_2_naming_frontend_and_address(tmp_path: Path) -> None:
@@ -257,6 +265,67 @@ def test_run_with_an_unresolvable_server_exits_2_naming_backend_and_server(
     assert done.returncode == 2, done.stderr
     assert "backend app server ghost" in done.stderr
     assert "nonexistent.invalid" in done.stderr
+
+
+UNRESOLVABLE_SERVER = """\
+frontends:
+  - {{name: web, bind: "127.0.0.1:{port}", default_backend: app}}
+backends:
+  - name: app
+    servers:
+      - {{name: s1, address: 127.0.0.1, port: 9001}}
+      - {{name: local, address: localhost, port: 9002}}
+      - {{name: ghost, address: nonexistent.invalid, port: 80}}
+  - name: more
+    servers:
+      - {{name: ghost2, address: ghost.invalid, port: 80}}
+"""
+
+
+def test_validate_resolves_server_names_as_run_does_unless_no_host(tmp_path: Path) -> None:
+    path = write_config(tmp_path, UNRESOLVABLE_SERVER.format(port=free_port()))
+    done = bascule("validate", "-c", str(path))
+    assert done.returncode == 1, done.stdout
+    assert "OK" not in done.stdout
+    for line, field, server, name in [
+        (8, "backends[0].servers[2].address", "backend app server ghost", "nonexistent.invalid"),
+        (11, "backends[1].servers[0].address", "backend more server ghost2", "ghost.invalid"),
+    ]:
+        problem = next(
+            text
+            for text in done.stderr.splitlines()
+            if text.startswith(f"{path}:{line}: {field}: ")
+        )
+        assert f'{server}: cannot resolve "{name}"' in problem
+        # what the resolver said, and what it asked
+        assert "getaddrinfo: " in problem
+        assert "/etc/hosts" in problem and "nsswitch.conf" in problem
+    assert "2 problems that `bascule run` would refuse" in done.stderr
+    # the name that resolves is shown with its address and what answered
+    assert "backend app server local: localhost is " in done.stdout
+    assert "answered by" in done.stdout
+
+    run = bascule("run", "-c", str(path), timeout=60)
+    assert run.returncode == 2
+    assert (
+        f"{path}:8: backends[0].servers[2].address: backend app server ghost: "
+        'cannot resolve "nonexistent.invalid"' in run.stderr
+    )
+
+    elsewhere = bascule("validate", "-c", str(path), "--no-host")
+    assert elsewhere.returncode == 0
+    assert "OK: 1 frontend, 2 backends, 4 servers" in elsewhere.stdout
+
+
+def test_validate_passes_names_that_resolve(tmp_path: Path) -> None:
+    config = UNRESOLVABLE_SERVER.format(port=free_port()).replace(
+        "nonexistent.invalid", "localhost"
+    )
+    path = write_config(tmp_path, config.replace("ghost.invalid", "127.0.0.2"))
+    done = bascule("validate", "-c", str(path))
+    assert done.returncode == 0, done.stderr
+    assert f"{path}: OK: 1 frontend, 2 backends, 4 servers" in done.stdout
+    assert "backend app server ghost: localhost is 127.0.0.1" in done.stdout
 
 
 # -- demo ------------------------------------------------------------------------------
@@ -307,3 +376,19 @@ def test_validate_checks_vrrp_against_this_host_unless_told_not_to(tmp_path: Pat
     elsewhere = bascule("validate", "-c", str(path), "--no-host")
     assert elsewhere.returncode == 0 and "OK: " in elsewhere.stdout
     assert "1 vrrp instance" in elsewhere.stdout
+
+
+def test_validate_refuses_ipv6_virtual_addresses_that_run_cannot_hold_yet(
+    tmp_path: Path,
+) -> None:
+    config = VRRP_ON_MISSING_INTERFACE.replace(
+        '["198.18.0.100/24"]', '["2001:db8::100/64"]'
+    ).replace("priority: 150", "priority: 150\n      version: 3")
+    path = write_config(tmp_path, config)
+    done = bascule("validate", "-c", str(path), "--no-host")  # not a host matter
+    assert done.returncode == 1, done.stdout
+    assert (
+        f"{path}:13: vrrp.instances[0].virtual_ipaddresses: vrrp instance 'VI_1': IPv6 virtual "
+        "addresses are not supported by this version of the VRRP daemon yet"
+    ) in done.stderr
+    assert "1 problem that `bascule run` would refuse" in done.stderr

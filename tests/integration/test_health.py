@@ -19,7 +19,7 @@ import pytest
 
 from backends import Backend, Request, Respond, ok_response, status
 from bascule.app import App
-from bascule.model import Event, ServerState, ServerView
+from bascule.model import WEIGHT_SCALE, Event, ServerState, ServerView
 from check_servers import closed_port, flapping, response, silent
 from client import get, request
 from harness import free_port, running
@@ -179,10 +179,10 @@ async def test_tcp_check_takes_a_killed_server_out_and_brings_it_back_on_restart
         await s2.stop()
         down = await event(app, "server.down", "be/s2")
         assert down.message.startswith(
-            "server be/s2 DOWN: tcp check: connect refused (2/2 failures, last "
+            "server be/s2 DOWN: tcp check: connect refused (2/2 consecutive failures over "
         ), down.message
-        # The gap between the two failures is the fast interval (200ms), measured.
-        gap = re.search(r"last (\d+)ms ago\)$", down.message)
+        # The span of the two failures is the fast interval (200ms), measured.
+        gap = re.search(r"over (\d+)ms\)$", down.message)
         assert gap is not None and 150 <= int(gap.group(1)) <= 2000, down.message
         assert view(app, "s2").state is ServerState.DOWN
         assert await answered_by(port, 6) == ["s1"] * 6
@@ -207,11 +207,13 @@ async def test_http_check_fails_on_an_unexpected_status_or_a_body_without_the_te
     async with running(lb_config(port, servers, f"{check}\n{NO_PASSIVE}")) as app:
         status_down = await event(app, "server.down", "be/s1")
         assert status_down.message.startswith(
-            "server be/s1 DOWN: http check: status 500 (expected 200-399) (2/2 failures"
+            "server be/s1 DOWN: http check: status 500 (expected 200-399) "
+            "(2/2 consecutive failures over "
         ), status_down.message
         body_down = await event(app, "server.down", "be/s2")
         assert body_down.message.startswith(
-            'server be/s2 DOWN: http check: body does not contain "ok" (2/2 failures'
+            'server be/s2 DOWN: http check: body does not contain "ok" '
+            "(2/2 consecutive failures over "
         ), body_down.message
 
         assert events(app, "server.", "be/s3") == []
@@ -304,7 +306,8 @@ async def test_slow_start_ramps_the_weight_of_a_returning_server() -> None:
     servers = [srv("s1", s1.port, weight=20), srv("s2", s2.port, weight=20)]
     backend = f"{TCP_CHECK}\n{NO_PASSIVE}\nslow_start: 1s"
     async with running(lb_config(port, servers, backend)) as app:
-        assert view(app, "s2").weight == 20  # no ramp for servers up at startup
+        full = 20 * WEIGHT_SCALE  # the snapshot's internal units
+        assert view(app, "s2").weight == full  # no ramp for servers up at startup
         await s2.stop()
         await event(app, "server.down", "be/s2")
         await s2.start(s2.port)
@@ -313,12 +316,12 @@ async def test_slow_start_ramps_the_weight_of_a_returning_server() -> None:
         loop = asyncio.get_running_loop()
         up_seen = loop.time()
         weights = [view(app, "s2").weight]
-        while weights[-1] < 20 and loop.time() - up_seen < DEADLINE:
+        while weights[-1] < full and loop.time() - up_seen < DEADLINE:
             await asyncio.sleep(POLL)
             weights.append(view(app, "s2").weight)
         ramp = loop.time() - up_seen
 
-    assert weights[0] < 20 and weights[-1] == 20, weights
+    assert weights[0] < full and weights[-1] == full, weights
     assert weights == sorted(weights), weights
     assert len(set(weights)) >= 4, weights  # several steps, not one jump
     assert ramp <= 1.5, (ramp, weights)
@@ -401,7 +404,7 @@ async def test_agent_sets_the_weight_then_drains_the_server() -> None:
         assert weight.message == (
             "server be/s1 weight 10 -> 5 (50% of configured 10): agent check: weight 50%"
         )
-        assert view(app, "s1").weight == 5
+        assert view(app, "s1").weight == 5 * WEIGHT_SCALE
         assert view(app, "s1").state is ServerState.UP
 
         answers.append(b"drain\n")
@@ -411,6 +414,24 @@ async def test_agent_sets_the_weight_then_drains_the_server() -> None:
         before = traffic_of(s1)
         assert await answered_by(port, 4) == ["s2"] * 4
         assert traffic_of(s1) == before
+
+
+async def test_agent_half_on_a_server_of_weight_one_halves_its_traffic() -> None:
+    agent = await TcpServer(agent_saying([b"50%\n"])).start()
+    s1, s2 = await started("s1"), await started("s2")
+    port = free_port()
+    agent_check = (
+        "{type: agent, interval: 100ms, timeout: 100ms, rise: 2, fall: 2, "
+        f"agent: {{port: {agent.port}}}}}"
+    )
+    servers = [srv("s1", s1.port, check=agent_check), srv("s2", s2.port)]  # weight 1 each
+    async with running(lb_config(port, servers, NO_PASSIVE)) as app:
+        weight = await event(app, "server.weight", "be/s1")
+        assert weight.message == (
+            "server be/s1 weight 1 -> 0.5 (50% of configured 1): agent check: weight 50%"
+        )
+        # smooth round robin: exactly one in three over whole cycles
+        assert Counter(await answered_by(port, 30)) == {"s1": 10, "s2": 20}
 
 
 # -- passive detection and outlier ejection -----------------------------------------------
@@ -540,3 +561,46 @@ async def test_dropping_below_min_healthy_marks_the_backend_degraded() -> None:
         await s2.start(s2.port)
         healthy = await event(app, "backend.degraded_over", "be")
         assert healthy.message == "backend be healthy again: 2 of 3 servers up"
+
+
+# -- backend-wide events ------------------------------------------------------------------
+
+
+async def test_backend_unavailable_says_what_the_clients_of_its_own_frontends_get() -> None:
+    web, api, sql = free_port(), free_port(), free_port()
+    down = "initial_state: down"  # no check: DOWN from the start, nothing to serve
+    config = f"""
+    frontends:
+      - {{name: web, bind: "127.0.0.1:{web}", default_backend: app}}
+      - name: api
+        bind: "127.0.0.1:{api}"
+        default_backend: app
+        routes: [{{path_prefix: /mixed, backend: mixed}}]
+      - {{name: sql, bind: "127.0.0.1:{sql}", mode: tcp, default_backend: db}}
+      - {{name: sql2, bind: "127.0.0.1:{free_port()}", mode: tcp, default_backend: mixed}}
+    backends:
+      - name: app
+        servers: [{{name: s1, address: 127.0.0.1, port: {free_port()}, {down}}}]
+      - name: db
+        servers: [{{name: s1, address: 127.0.0.1, port: {free_port()}, {down}}}]
+      - name: mixed
+        servers: [{{name: s1, address: 127.0.0.1, port: {free_port()}, {down}}}]
+      - name: spare
+        servers: [{{name: s1, address: 127.0.0.1, port: {free_port()}, {down}}}]
+    """
+    async with running(config) as app:
+        said = {e.subject: e.message for e in events(app, "backend.unavailable")}
+        assert said == {
+            "app": "backend app: no server available (HTTP frontends web, api answer 503)",
+            "db": "backend db: no server available "
+            "(TCP frontend sql closes new connections at once)",
+            "mixed": "backend mixed: no server available "
+            "(HTTP frontend api answers 503; TCP frontend sql2 closes new connections at once)",
+            "spare": "backend spare: no server available (no frontend uses it)",
+        }
+        # and that is what the clients get
+        answer = await request(web, get("/"))
+        assert answer is not None and answer.status == 503
+        reader, writer = await asyncio.open_connection("127.0.0.1", sql)
+        _CLIENTS.append(writer)
+        assert await ended(reader)

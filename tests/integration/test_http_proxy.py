@@ -789,3 +789,21 @@ async def test_a_request_with_a_refused_trailer_gets_400_and_never_ends_at_the_s
         client.close()
     assert [r.status for r in got] == [400]
     assert b.requests == []  # the server saw no complete request
+
+
+async def test_websocket_upgrade_is_refused_saying_what_to_do_instead() -> None:
+    bs = await backends("s1")
+    port = free_port()
+    async with running(http_config(port, ports(bs))):
+        resp = await request(
+            port,
+            get(
+                "/chat",
+                extra="Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n",
+            ),
+        )
+    assert resp is not None and resp.status == 400
+    assert b"WebSocket and other protocol upgrades are not supported yet" in resp.body
+    assert b"mode tcp frontend" in resp.body
+    assert bs["s1"].requests == []

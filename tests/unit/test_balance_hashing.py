@@ -14,15 +14,16 @@ from hypothesis import strategies as st
 from bascule.balance.base import Algorithm, AlgorithmFactory, PickContext
 from bascule.balance.hashing import MAX_SERVERS_PER_TIER, key_point, request_hash, source
 from bascule.balance.tiers import usable_under
-from bascule.model import ServerState, ServerView
+from bascule.model import WEIGHT_SCALE, ServerState, ServerView
 
 NOTHING_AVOIDED: frozenset[str] = frozenset()
 KEYS = tuple(f"/item/{i}".encode() for i in range(2000))
 
 
 def pool(count: int, weight: int = 1) -> tuple[ServerView, ...]:
+    """`count` servers of configured weight `weight` (internal units in the view)."""
     return tuple(
-        ServerView("web", f"s{i}", f"198.18.0.{i + 1}", 8080, weight=weight, index=i)
+        ServerView("web", f"s{i}", f"198.18.0.{i + 1}", 8080, weight=weight * WEIGHT_SCALE, index=i)
         for i in range(count)
     )
 
@@ -136,7 +137,10 @@ def test_draining_server_keeps_its_place_on_the_ring_for_when_it_returns() -> No
 
 
 def test_heavier_server_owns_proportionally_more_keys() -> None:
-    servers = (*pool(2), ServerView("web", "big", "198.18.0.9", 8080, weight=4, index=2))
+    servers = (
+        *pool(2),
+        ServerView("web", "big", "198.18.0.9", 8080, weight=4 * WEIGHT_SCALE, index=2),
+    )
     counts = Counter(placement(by_hash(servers)).values())
     # Weight 4 of 6: two thirds of the keys, give or take ring placement.
     assert 0.55 < counts["big"] / len(KEYS) < 0.78
@@ -185,7 +189,10 @@ def test_source_ignores_the_hash_key_and_hash_ignores_the_client() -> None:
 def test_requests_without_a_key_are_spread_by_weighted_round_robin(
     factory: AlgorithmFactory, keyless: PickContext
 ) -> None:
-    servers = (*pool(2), ServerView("web", "big", "198.18.0.9", 8080, weight=2, index=2))
+    servers = (
+        *pool(2),
+        ServerView("web", "big", "198.18.0.9", 8080, weight=2 * WEIGHT_SCALE, index=2),
+    )
     algorithm = factory(servers, {}, random.Random(0))
     usable = usable_under({})
     picks = [algorithm.pick(keyless, usable, NOTHING_AVOIDED) for _ in range(8)]

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from bascule.balance.base import PickContext
 from bascule.balance.round_robin import round_robin
 from bascule.balance.tiers import usable_under
-from bascule.model import ServerView
+from bascule.model import WEIGHT_SCALE, ServerView
 
 NO_CONTEXT = PickContext()
 
@@ -41,6 +41,25 @@ def names_picked(servers: tuple[ServerView, ...], count: int, loads: dict[str, i
 
 def test_weights_5_1_1_interleave_exactly_as_nginx_does() -> None:
     assert names_picked(pool(5, 1, 1), 14, {}) == "aabacaa" * 2
+
+
+@given(
+    weights=st.lists(st.integers(0, 8), min_size=1, max_size=6),
+    scale=st.sampled_from([WEIGHT_SCALE, 3, 160]),
+    full=st.sets(st.integers(0, 5)),
+)
+def test_weights_scaled_alike_pick_the_same_sequence(
+    weights: list[int], scale: int, full: set[int]
+) -> None:
+    """Configured weights arrive scaled (WEIGHT_SCALE); only their ratios may count,
+    with servers sitting out (full) or not."""
+    loads = {f"web/{'abcdefgh'[i]}": 1 for i in full if i < len(weights)}
+    plain, scaled = (
+        pool(*weights, max_connections=1),
+        pool(*(w * scale for w in weights), max_connections=1),
+    )
+    for servers_loads in ({}, loads):
+        assert names_picked(plain, 40, servers_loads) == names_picked(scaled, 40, servers_loads)
 
 
 def test_equal_weights_take_strict_turns() -> None:

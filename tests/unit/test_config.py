@@ -269,6 +269,19 @@ CROSS_CHECKS = [
         id="unknown-frontend-key-on-its-own-line",
     ),
     pytest.param(
+        VALID.replace("    default_backend: app\n", "    default_backend: app\n    tls: {}\n"),
+        'bascule.yaml:5: frontends[0].tls: unknown key "tls": TLS termination is not supported yet',
+        ["pass TLS through", "mode: tcp", "What Bascule does not do yet"],
+        id="tls-on-a-frontend-says-what-to-do-today",
+    ),
+    pytest.param(
+        VALID.replace("port: 8000}", "port: 8000, ssl: true}", 1),
+        'bascule.yaml:8: backends[0].servers[0].ssl: unknown key "ssl": TLS to servers is '
+        "not supported yet",
+        ["mode: tcp frontend"],
+        id="ssl-on-a-server-says-what-to-do-today",
+    ),
+    pytest.param(
         VALID.replace(
             "backends:", '  - {name: web, bind: "127.0.0.1:81", default_backend: app}\nbackends:'
         ),

@@ -17,14 +17,16 @@ from bascule.health.server_state import (
     agent_weight,
 )
 from bascule.health.state import CheckTiming
-from bascule.model import ServerState, ServerView
+from bascule.model import WEIGHT_SCALE, ServerState, ServerView, format_weight
 
 REFUSED = CheckResult(ok=False, reason="http check: connect refused")
 OK = CheckResult(ok=True, reason="http check: status 200")
 
 
 def server(weight: int = 4, name: str = "s2") -> ServerView:
-    return ServerView("web", name, "127.0.0.1", 8002, weight=weight)
+    """A server of configured weight `weight`, as the control plane builds its view
+    (in internal units)."""
+    return ServerView("web", name, "127.0.0.1", 8002, weight=weight * WEIGHT_SCALE)
 
 
 def machine(
@@ -67,10 +69,27 @@ def test_down_event_text_matches_the_issue() -> None:
     assert event.kind == "server.down"
     assert event.subject == "web/s2"
     assert event.message == (
-        "server web/s2 DOWN: http check: connect refused (3/3 failures, last 12ms ago)"
+        "server web/s2 DOWN: http check: connect refused (3/3 consecutive failures over 512ms)"
     )
     assert event.level == logging.WARNING
     assert m.view(10.512).state is ServerState.DOWN
+
+
+def test_down_event_says_how_long_the_failures_went_on_not_a_time_ago() -> None:
+    m = machine("up", rise=2, fall=2)
+    assert m.check_result(REFUSED, now=5.0) == []
+    (event,) = m.check_result(REFUSED, now=6.01)
+    assert event.message == (
+        "server web/s2 DOWN: http check: connect refused (2/2 consecutive failures over 1.0s)"
+    )
+    # a pass breaks the streak: the next one is counted from its own first failure
+    m2 = machine("up", rise=1, fall=3)
+    m2.check_result(REFUSED, now=1.0)
+    m2.check_result(OK, now=2.0)
+    m2.check_result(REFUSED, now=3.0)
+    m2.check_result(REFUSED, now=3.2)
+    (event,) = m2.check_result(REFUSED, now=3.5)
+    assert event.message.endswith("(3/3 consecutive failures over 500ms)")
 
 
 def test_up_event_text_matches_the_issue() -> None:
@@ -113,7 +132,7 @@ def test_without_a_check_down_stays_down_until_the_admin_says_up() -> None:
 
 def test_a_server_up_at_start_gets_full_weight_at_once() -> None:
     m = machine("up", slow_start=60.0, weight=50)
-    assert m.view(0.0).weight == 50
+    assert m.view(0.0).weight == 50 * WEIGHT_SCALE
     assert m.next_deadline(0.0) is None
 
 
@@ -139,7 +158,7 @@ def test_drain_takes_no_new_traffic_but_is_not_down() -> None:
     )
     view = m.view(1.0)
     assert view.state is ServerState.DRAIN and not view.takes_new_traffic
-    assert view.weight == 4  # weight kept: existing sessions are still served
+    assert view.weight == 4 * WEIGHT_SCALE  # weight kept: existing sessions are still served
 
 
 def test_down_wins_over_drain() -> None:
@@ -241,15 +260,26 @@ def test_unreachable_agent_counts_as_a_failed_check() -> None:
 
 @pytest.mark.parametrize(
     ("configured", "percent", "effective"),
-    [(4, 75, 3), (3, 75, 2), (10, 75, 8), (1, 10, 1), (4, 0, 0), (4, 100, 4), (200, 200, 256)],
+    [
+        (4, 75, "3"),
+        (3, 75, "2.25"),
+        (10, 75, "7.5"),
+        (1, 50, "0.5"),  # HAProxy's own rounding would make this 0 (and 1 before this fix)
+        (1, 10, "0.12"),  # 1.6 units, rounded to 2 of 16
+        (1, 1, "0.06"),  # never below one unit while the agent wants traffic on it
+        (4, 0, "0"),
+        (4, 100, "4"),
+        (200, 200, "256"),  # HAProxy's maximum weight
+    ],
 )
-def test_agent_weight_is_a_rounded_share_of_the_configured_weight(
-    configured: int, percent: int, effective: int
+def test_agent_weight_is_a_share_of_the_configured_weight_at_any_weight(
+    configured: int, percent: int, effective: str
 ) -> None:
-    assert agent_weight(configured, percent) == effective
+    """In configured units, as events show it; the views carry internal units."""
+    assert format_weight(agent_weight(configured * WEIGHT_SCALE, percent)) == effective
     m = machine("up", weight=configured)
     m.check_result(agent(percent=percent), now=0.0)
-    assert m.view(0.0).weight == effective
+    assert format_weight(m.view(0.0).weight) == effective
 
 
 def test_agent_weight_change_is_an_event_with_the_numbers() -> None:
@@ -257,7 +287,17 @@ def test_agent_weight_change_is_an_event_with_the_numbers() -> None:
     (event,) = m.check_result(agent(percent=75), now=0.0)
     assert event.kind == "server.weight"
     assert event.message == "server web/s2 weight 4 -> 3 (75% of configured 4): agent check: 75%"
+    assert event.fields == {"weight": 3, "previous": 4}
     assert m.check_result(agent(percent=75), now=1.0) == []  # same answer: nothing new
+
+
+def test_agent_half_of_weight_one_is_an_event_in_configured_units() -> None:
+    m = machine("up", weight=1)
+    (event,) = m.check_result(agent(percent=50), now=0.0)
+    assert event.message == (
+        "server web/s2 weight 1 -> 0.5 (50% of configured 1): agent check: 50%"
+    )
+    assert event.fields == {"weight": 0.5, "previous": 1}
 
 
 def test_agent_zero_percent_takes_no_new_traffic() -> None:
@@ -270,7 +310,7 @@ def test_agent_answer_without_weight_keeps_the_previous_weight() -> None:
     m = machine("up", weight=10)
     m.check_result(agent(percent=50), now=0.0)
     m.check_result(agent("up"), now=1.0)
-    assert m.view(1.0).weight == 5
+    assert m.view(1.0).weight == 5 * WEIGHT_SCALE
 
 
 # -- slow start -------------------------------------------------------------------------
@@ -279,18 +319,27 @@ def test_agent_answer_without_weight_keeps_the_previous_weight() -> None:
 def test_slow_start_ramps_after_coming_up_and_deadlines_follow_it() -> None:
     m = machine("down", rise=1, slow_start=10.0, weight=100)
     m.check_result(OK, now=100.0)
-    assert m.view(100.0).weight == 5
+    assert m.view(100.0).weight == 5 * WEIGHT_SCALE
     assert m.next_deadline(100.0) == pytest.approx(101.0)
-    assert m.view(105.0).weight == 53
-    assert m.view(110.0).weight == 100
+    assert format_weight(m.view(105.0).weight) == "52.5"
+    assert m.view(110.0).weight == 100 * WEIGHT_SCALE
     assert m.next_deadline(110.0) is None
+
+
+def test_slow_start_ramps_a_server_of_weight_one_too() -> None:
+    """Without the internal scale, weight 1 had no smaller step: full weight at once."""
+    m = machine("down", rise=1, slow_start=10.0, weight=1)
+    m.check_result(OK, now=0.0)
+    ramp = [format_weight(m.view(float(t)).weight) for t in range(0, 11, 2)]
+    assert ramp == ["0.06", "0.25", "0.44", "0.62", "0.81", "1"]
+    assert m.next_deadline(0.0) == pytest.approx(1.0)
 
 
 def test_slow_start_restarts_after_a_down_period() -> None:
     m = machine("up", rise=1, fall=1, slow_start=10.0, weight=100)
     m.check_result(REFUSED, now=0.0)
     m.check_result(OK, now=50.0)
-    assert m.view(50.0).weight == 5
+    assert m.view(50.0).weight == 5 * WEIGHT_SCALE
 
 
 @given(
@@ -307,7 +356,7 @@ def test_an_up_server_with_weight_always_takes_traffic(
         m.check_result(OK if ok else REFUSED, now=now)
         view = m.view(now)
         if view.state is ServerState.UP:
-            assert 1 <= view.weight <= weight
+            assert 1 <= view.weight <= weight * WEIGHT_SCALE
 
 
 # -- ejection (passive) ------------------------------------------------------------------
@@ -333,7 +382,7 @@ def test_view_is_right_even_before_tick_runs() -> None:
     m = machine("up", checked=False, slow_start=10.0, weight=100)
     m.ejected(10.0, "ejected", now=0.0)
     late = m.view(10.5)  # the timer fired late; another server's change asked first
-    assert late.state is ServerState.UP and late.weight == 5
+    assert late.state is ServerState.UP and late.weight == 5 * WEIGHT_SCALE
     assert m.tick(10.5)[0].kind == "server.up"  # the event is not lost
 
 

@@ -109,21 +109,22 @@ def test_check_first_needs_one_pass_and_down_needs_rise() -> None:
     assert feed(down, [True, True, True]) == [False, False, True]
 
 
-def test_down_transition_carries_the_gap_since_the_previous_failure() -> None:
+def test_down_transition_carries_the_span_of_the_failure_streak() -> None:
     counter = HealthCounter(rise=2, fall=3, initial="up")
     counter.record(FAIL, now=10.0)
     counter.record(FAIL, now=10.5)
     transition = counter.record(FAIL, now=10.512)
     assert transition is not None and not transition.up
     assert (transition.count, transition.needed) == (3, 3)
-    assert transition.since_previous_failure == pytest.approx(0.012)
+    # from the first failure of the streak to the last, not the gap between the last two
+    assert transition.failing_for == pytest.approx(0.512)
     assert transition.result is FAIL
 
 
-def test_fall_one_has_no_previous_failure() -> None:
+def test_fall_one_has_no_failure_span() -> None:
     counter = HealthCounter(rise=1, fall=1, initial="up")
     transition = counter.record(FAIL, now=1.0)
-    assert transition is not None and transition.since_previous_failure is None
+    assert transition is not None and transition.failing_for is None
 
 
 def test_force_down_takes_an_up_server_down_at_once() -> None:

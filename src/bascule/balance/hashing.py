@@ -1,7 +1,9 @@
 """Consistent hashing on a ketama-style ring: `source` (alias `ip_hash`) and `hash`.
 
-Each server owns `VNODES_PER_WEIGHT * weight` points on a 32-bit ring (the
-same density nginx uses for `hash ... consistent`). A request key is hashed
+Each server owns `VNODES_PER_WEIGHT` points per unit of configured weight on a
+32-bit ring (the same density nginx uses for `hash ... consistent`); a weight
+lowered by an agent or slow start owns a proportional share of them (weights are
+in internal units, `WEIGHT_SCALE` per configured unit). A request key is hashed
 to a point and served by the owner of the first point clockwise from it, so
 removing one of N servers moves only the keys that server owned (about 1/N),
 and a server that is only temporarily unusable (down, draining, full, or
@@ -35,10 +37,10 @@ from typing import Final
 
 from bascule.balance.base import Algorithm, PickContext, Usable
 from bascule.balance.round_robin import SmoothRoundRobin
-from bascule.model import ServerView
+from bascule.model import WEIGHT_SCALE, ServerView
 
 VNODES_PER_WEIGHT: Final = 160
-"""Ring points per unit of weight (nginx's value): about 8% spread in share."""
+"""Ring points per unit of configured weight (nginx's value): about 8% spread in share."""
 
 RING_POINT_BUDGET: Final = 200_000
 """Above this many points the per-weight density is scaled down so a large
@@ -88,10 +90,18 @@ def _server_points(name: str, count: int) -> tuple[float, ...]:
     return tuple(point * _POSITION_SCALE for point in points[:count])
 
 
-def _points_per_weight(total_weight: int) -> int:
-    if total_weight * VNODES_PER_WEIGHT <= RING_POINT_BUDGET:
+def _points_per_weight(total_units: int) -> int:
+    """Ring points per unit of configured weight, for a tier of `total_units` internal
+    weight units (WEIGHT_SCALE per configured unit)."""
+    if total_units * VNODES_PER_WEIGHT <= RING_POINT_BUDGET * WEIGHT_SCALE:
         return VNODES_PER_WEIGHT
-    return max(1, RING_POINT_BUDGET // total_weight)
+    return max(1, RING_POINT_BUDGET * WEIGHT_SCALE // total_units)
+
+
+def _point_count(units: int, per_weight: int) -> int:
+    """The points of a server of `units` internal weight units: exactly `per_weight`
+    per configured unit at full weight, in proportion below it, at least one."""
+    return max(1, units * per_weight // WEIGHT_SCALE)
 
 
 @lru_cache(maxsize=16)
@@ -105,7 +115,8 @@ def _build_ring(owners: tuple[tuple[str, int], ...]) -> tuple[float, ...]:
     ring: list[float] = []
     for position, (name, weight) in enumerate(owners):
         if weight > 0:
-            ring.extend([point + position for point in _server_points(name, weight * per_weight)])
+            points = _server_points(name, _point_count(weight, per_weight))
+            ring.extend([point + position for point in points])
     ring.sort()
     return tuple(ring)
 

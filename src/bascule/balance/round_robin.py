@@ -14,6 +14,7 @@ their relative shares and the skipped server rejoins where it left off.
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Mapping, Sequence
 
@@ -27,17 +28,24 @@ class SmoothRoundRobin(Algorithm):
     __slots__ = ("_current", "_entries", "_servers", "_total", "_weights")
 
     def __init__(self, servers: Sequence[ServerView]) -> None:
+        # Weights divided by their greatest common divisor pick the very same sequence
+        # with smaller running weights. It matters: weights come scaled (WEIGHT_SCALE),
+        # and an int above 256 stored into a list is a new object on every pick.
+        weights = [server.weight for server in servers]
+        divisor = math.gcd(*weights) or 1
+        weights = [weight // divisor for weight in weights]
         # (position, server, key, weight) precomputed once: `ServerView.key`
         # builds a string on every access, too costly for the per-pick loop.
         self._entries = tuple(
-            (position, server, server.key, server.weight) for position, server in enumerate(servers)
+            (position, server, server.key, weights[position])
+            for position, server in enumerate(servers)
         )
         self._current = [0] * len(self._entries)
         # The same, as plain lists, for picks where every server takes part (most):
         # compiled, indexing lists of ints is native, unpacking tuples is not.
         self._servers = list(servers)
-        self._weights = [server.weight for server in servers]
-        self._total = sum(self._weights)
+        self._weights = weights
+        self._total = sum(weights)
 
     def pick(
         self, ctx: PickContext, usable: Usable | None, avoid: frozenset[str]

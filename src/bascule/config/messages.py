@@ -92,6 +92,26 @@ _VRRP_ONLY_IN_KEEPALIVED: Mapping[str, str] = {
     "password in clear); restrict senders with unicast_peers or allowed_sources",
 }
 
+# Keys for what Bascule does not do yet, where they would be written (a frontend
+# has `bind`, a server `address`): the error says so and what works today instead.
+_TLS_TERMINATION = (
+    "TLS termination is not supported yet",
+    "to serve HTTPS today, pass TLS through to servers that terminate it: mode: tcp on "
+    'this frontend (bind: "*:443") and the servers\' TLS port; Bascule then balances '
+    "connections, not requests. See README, What Bascule does not do yet",
+)
+_TLS_TO_SERVERS = (
+    "TLS to servers is not supported yet",
+    "servers get plain HTTP or TCP from Bascule; to keep TLS end to end, pass the "
+    "client's TLS through a mode: tcp frontend to the servers' TLS port",
+)
+_NOT_YET: Mapping[str, Mapping[str, tuple[str, str]]] = {
+    "bind": dict.fromkeys(
+        ("tls", "ssl", "crt", "cert", "certificate", "certificates", "alpn"), _TLS_TERMINATION
+    ),
+    "address": dict.fromkeys(("tls", "ssl", "verify", "sni", "ca_file"), _TLS_TO_SERVERS),
+}
+
 _REQUIRED_HINTS: Mapping[str, str] = {
     "frontends": "add a frontends: list; see examples/minimal.yaml",
     "backends": "add a backends: list; see examples/minimal.yaml",
@@ -177,6 +197,10 @@ def unknown_key(loc: Path, allowed: list[str]) -> Finding:
 
 def _unknown_key(loc: Path, key: str, allowed: list[str]) -> Finding:
     listing = f"allowed here: {', '.join(allowed)}"
+    for marker, keys in _NOT_YET.items():
+        if key in keys and marker in allowed:
+            message, hint = keys[key]
+            return Finding(loc, f'unknown key "{key}": {message}', hint)
     if key in _VRRP_ONLY_IN_KEEPALIVED and "virtual_router_id" in allowed:
         suggestion = f"{_VRRP_ONLY_IN_KEEPALIVED[key]}; "
     elif key in KEY_SYNONYMS and _applies_here(KEY_SYNONYMS[key], allowed):

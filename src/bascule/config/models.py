@@ -592,6 +592,15 @@ class Config(_Frozen):
                 return backend
         raise KeyError(f"no backend named {name!r} in {self.source}")
 
+    def frontends_using(self, backend: str) -> tuple[FrontendConfig, ...]:
+        """The frontends that send traffic to `backend`: as default_backend or by a route."""
+        return tuple(
+            frontend
+            for frontend in self.frontends
+            if frontend.default_backend == backend
+            or any(route.backend == backend for route in frontend.routes)
+        )
+
     def summary(self) -> str:
         """One line such as "2 frontends, 3 backends, 7 servers" (", 1 vrrp instance")."""
         servers = sum(len(backend.servers) for backend in self.backends)

@@ -13,27 +13,29 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+from collections.abc import Sequence
 
-from bascule.config import BackendConfig, CheckConfig
+from bascule.config import BackendConfig, CheckConfig, FrontendConfig
 from bascule.control.journal import Journal
 from bascule.health.outlier import BackendOutlier, OutlierPolicy
 from bascule.health.results import CheckResult
 from bascule.health.runner import CheckPlan, HealthRunner, SharedChecks, build_spec
 from bascule.health.server_state import HealthEvent, RiseFall, ServerStateMachine
 from bascule.health.state import CheckTiming
-from bascule.model import BackendSnapshot, ServerState, ServerView
+from bascule.model import WEIGHT_SCALE, BackendSnapshot, ServerState, ServerView
 from bascule.proxy.runtime import BackendRuntime
 
 
 def static_views(config: BackendConfig, addresses: dict[str, str]) -> tuple[ServerView, ...]:
-    """Each server as configured (weight, limits), before any health is known."""
+    """Each server as configured (weight in internal units, limits), before any health
+    is known."""
     return tuple(
         ServerView(
             backend=config.name,
             name=s.name,
             host=addresses.get(s.name, s.address),
             port=s.port,
-            weight=s.weight,
+            weight=s.weight * WEIGHT_SCALE,
             backup=s.backup,
             max_connections=s.max_connections,
             index=i,
@@ -53,8 +55,11 @@ class BackendController:
         loop: asyncio.AbstractEventLoop,
         rng: random.Random | None = None,
         shared_checks: SharedChecks | None = None,
+        frontends: Sequence[FrontendConfig] = (),
     ) -> None:
+        """`frontends` are those that use this backend, named in its events."""
         self.config = config
+        self._unavailable = unavailable_text(config.name, frontends)
         self.journal = journal
         self.loop = loop
         self.version = 1
@@ -189,8 +194,7 @@ class BackendController:
             ),
             "backend.unavailable": (
                 not primaries_up and not backups_up,
-                f"backend {name}: no server available (HTTP clients get 503, TCP "
-                "connections are closed)",
+                self._unavailable,
                 f"backend {name}: servers available again",
                 logging.ERROR,
             ),
@@ -229,6 +233,28 @@ class BackendController:
         if self._tick_handle is not None:
             self._tick_handle.cancel()
             self._tick_handle = None
+
+
+# What the clients of a frontend of each mode get while its backend has no server,
+# said of one frontend and of several.
+_UNAVAILABLE_EFFECTS = {
+    "http": ("answers 503", "answer 503"),
+    "tcp": ("closes new connections at once", "close new connections at once"),
+}
+
+
+def unavailable_text(backend: str, frontends: Sequence[FrontendConfig]) -> str:
+    """ "backend app: no server available (HTTP frontend web answers 503)": what the
+    clients of the frontends that use it get, by mode; only what applies."""
+    effects = []
+    for mode, (one, several) in _UNAVAILABLE_EFFECTS.items():
+        names = [frontend.name for frontend in frontends if frontend.mode == mode]
+        if len(names) == 1:
+            effects.append(f"{mode.upper()} frontend {names[0]} {one}")
+        elif names:
+            effects.append(f"{mode.upper()} frontends {', '.join(names)} {several}")
+    consequence = "; ".join(effects) or "no frontend uses it"
+    return f"backend {backend}: no server available ({consequence})"
 
 
 def _rise_fall(check: CheckConfig) -> RiseFall | None:

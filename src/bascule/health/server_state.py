@@ -43,12 +43,12 @@ from bascule.health.state import (
     InitialHealth,
     jittered,
 )
-from bascule.model import ServerState, ServerView
+from bascule.model import WEIGHT_SCALE, ServerState, ServerView, format_weight
 
 AdminState = Literal["up", "drain", "maint"]
 InitialState = Literal["up", "down", "drain", "maint", "check_first"]
 
-MAX_WEIGHT = 256  # HAProxy's and our config's upper bound for a server weight
+MAX_WEIGHT = 256  # HAProxy's and our config's upper bound for a configured weight
 IN_SERVICE = frozenset({ServerState.UP, ServerState.DRAIN})
 
 
@@ -80,20 +80,27 @@ class _Ejection:
 
 
 def agent_weight(configured: int, percent: int) -> int:
-    """An agent's "75%" applied to the configured weight.
+    """An agent's "75%" applied to the configured weight, both in internal units
+    (`WEIGHT_SCALE` per configured unit), so that 50% of weight 1 is half its share.
 
-    HAProxy (server_parse_weight_change_request) truncates and may reach 0; we round
-    half up and keep at least 1 so that a server the agent still wants traffic on gets
-    some. "0%" is 0: like HAProxy, such a server takes no new traffic.
+    HAProxy (server_parse_weight_change_request) truncates the percentage of the
+    configured weight to a whole weight, so 50% of weight 1 is 0 there, before it
+    scales it by BE_WEIGHT_SCALE; we apply it to the scaled weight, round half up and
+    keep at least one unit so that a server the agent still wants traffic on gets
+    some. "0%" is 0: like HAProxy, such a server takes no new traffic. At most
+    MAX_WEIGHT configured units, as in HAProxy.
     """
     if percent <= 0 or configured <= 0:
         return 0
     rounded = (configured * percent * 2 + 100) // 200
-    return min(MAX_WEIGHT, max(1, rounded))
+    return min(MAX_WEIGHT * WEIGHT_SCALE, max(1, rounded))
 
 
-def format_ms(seconds: float) -> str:
-    return f"{round(seconds * 1000)}ms"
+def format_span(seconds: float) -> str:
+    """A measured time span: "12ms" below a second, "1.0s" from there."""
+    if seconds < 0.9995:
+        return f"{round(seconds * 1000)}ms"
+    return f"{seconds:.1f}s"
 
 
 class ServerStateMachine:
@@ -425,10 +432,14 @@ class ServerStateMachine:
             HealthEvent(
                 "server.weight",
                 self.key,
-                f"server {self.key} weight {before_weight} -> {weight} "
-                f"({self._agent_percent}% of configured {self.server.weight}): {result.reason}",
+                f"server {self.key} weight {format_weight(before_weight)} -> "
+                f"{format_weight(weight)} ({self._agent_percent}% of configured "
+                f"{format_weight(self.server.weight)}): {result.reason}",
                 logging.INFO,
-                {"weight": weight, "previous": before_weight},
+                {
+                    "weight": weight / WEIGHT_SCALE,  # configured units, as in the text
+                    "previous": before_weight / WEIGHT_SCALE,
+                },
             )
         ]
 
@@ -440,7 +451,9 @@ def _initial_health(initial_state: InitialState) -> InitialHealth:
 
 
 def _failure_evidence(transition: HealthTransition) -> str:
-    text = f"{transition.count}/{transition.needed} failures"
-    if transition.since_previous_failure is not None:
-        text += f", last {format_ms(transition.since_previous_failure)} ago"
-    return text
+    """ "3/3 consecutive failures over 1.0s": the span from the first failed check of the
+    streak to the last, which took it DOWN (this event is at the last one)."""
+    text = f"{transition.count}/{transition.needed}"
+    if transition.failing_for is None:
+        return f"{text} failures"
+    return f"{text} consecutive failures over {format_span(transition.failing_for)}"

@@ -67,16 +67,16 @@ class HealthTransition:
     """The counter crossed the UP/DOWN line; the evidence for the event text.
 
     `count` of `needed` checks in a row passed (`up`) or failed (not `up`), e.g. 2 of 2
-    for "UP after 2/2 checks". `since_previous_failure` is the time in seconds between
-    this failed check and the previous failed one of the same streak (None when the
-    streak is this single failure, or when the server went UP).
+    for "UP after 2/2 checks". `failing_for` is the time in seconds from the first failed
+    check of the streak to this one, the last (None when the streak is this single
+    failure, or when the server went UP): "3 consecutive failures over 1.0s".
     """
 
     up: bool
     count: int
     needed: int
     result: CheckResult
-    since_previous_failure: float | None = None
+    failing_for: float | None = None
 
 
 class HealthCounter:
@@ -98,7 +98,7 @@ class HealthCounter:
         self._passes_needed = 0
         self._failures = 0
         self._failures_needed = 0
-        self._last_failure_at: float | None = None
+        self._first_failure_at = 0.0  # of the streak `_failures` counts
 
     @property
     def health(self) -> int:
@@ -124,7 +124,6 @@ class HealthCounter:
         was_up = self.is_up
         self._health = 0
         self._passes = self._failures = 0
-        self._remember_failure(now)
         if not was_up:
             return None
         return HealthTransition(up=False, count=1, needed=1, result=result)
@@ -133,7 +132,6 @@ class HealthCounter:
         """Leaving MAINT: UP again, but the first failed check takes it DOWN (HAProxy)."""
         self._health = self.rise
         self._passes = self._failures = 0
-        self._last_failure_at = None
 
     def next_delay(self, timing: CheckTiming, rng: random.Random) -> float:
         """Seconds until the next check: HAProxy's srv_getinter() plus spread-checks jitter."""
@@ -147,7 +145,6 @@ class HealthCounter:
 
     def _passed(self, result: CheckResult) -> HealthTransition | None:
         self._failures = 0
-        self._last_failure_at = None
         if self._health >= self.maximum:
             return None
         was_up = self.is_up
@@ -168,12 +165,12 @@ class HealthCounter:
 
     def _failed(self, result: CheckResult, now: float) -> HealthTransition | None:
         self._passes = 0
-        since_previous = self._remember_failure(now)
         if not self.is_up:
             self._health = 0  # one failure throws away the passes collected while DOWN
             return None
         if self._failures == 0:
             self._failures_needed = self._health - self.rise + 1
+            self._first_failure_at = now
         self._failures += 1
         self._health -= 1
         if self._health >= self.rise:
@@ -184,14 +181,10 @@ class HealthCounter:
             count=self._failures,
             needed=self._failures_needed,
             result=result,
-            since_previous_failure=since_previous if self._failures > 1 else None,
+            failing_for=now - self._first_failure_at if self._failures > 1 else None,
         )
         self._failures = 0
         return transition
-
-    def _remember_failure(self, now: float) -> float | None:
-        previous, self._last_failure_at = self._last_failure_at, now
-        return None if previous is None else now - previous
 
 
 def jittered(delay: float, jitter: float, rng: random.Random) -> float:

@@ -530,7 +530,11 @@ class HttpClientConnection:  # an asyncio protocol; see proxy/connect.py for why
             self.parser.feed_data(data)
             heads.end_of_read()
         except httptools.HttpParserUpgrade:
-            self._reject(400, "protocol upgrade requests are not supported")
+            self._reject(
+                400,
+                "WebSocket and other protocol upgrades are not supported yet; "
+                "pass them through a mode tcp frontend",
+            )
         except httptools.HttpParserError as exc:
             # httptools wraps an exception raised in a callback (our policy
             # checks) in HttpParserCallbackError, keeping it as __context__.

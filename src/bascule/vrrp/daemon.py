@@ -38,9 +38,10 @@ from ipaddress import IPv4Address, IPv4Interface, IPv6Interface
 from typing import Any, Final
 
 from bascule.config import Config, VrrpInstance, vrrp_environment_problems
+from bascule.config.findings import format_path
 from bascule.config.vrrp import TrackConfig
 from bascule.control.journal import Journal
-from bascule.errors import StartupError
+from bascule.errors import ConfigProblem, StartupError
 from bascule.model import Event as JournalEvent
 from bascule.vrrp.arp import Announcer, AnnounceResult
 from bascule.vrrp.machine import (
@@ -102,13 +103,47 @@ _now = time.monotonic
 # -- before starting --------------------------------------------------------------------------
 
 
+def _not_yet_supported(instance: VrrpInstance) -> str | None:
+    """What this version of the daemon cannot run yet in `instance`, or None."""
+    if instance.family != 4:
+        return (
+            f"vrrp instance {instance.name!r}: IPv6 virtual addresses are not supported by "
+            "this version of the VRRP daemon yet"
+        )
+    return None
+
+
+def unsupported_vrrp_problems(config: Config) -> list[ConfigProblem]:
+    """The instances `run` refuses whatever the host (IPv6 VIPs, for now): errors that
+    `validate` reports too, at the instance's `virtual_ipaddresses` line."""
+    problems = []
+    for index, instance in enumerate(config.vrrp.instances):
+        message = _not_yet_supported(instance)
+        if message is not None:
+            path = ("vrrp", "instances", index, "virtual_ipaddresses")
+            problems.append(
+                ConfigProblem(
+                    config.source,
+                    config.line_of(path),
+                    format_path(path),
+                    message,
+                    "use IPv4 virtual addresses; for IPv6, keepalived can hold them meanwhile",
+                )
+            )
+    return problems
+
+
 async def check_vrrp_host(config: Config) -> None:
     """Refuse, with `StartupError`, a VRRP config this host cannot run; log the warnings.
 
-    Capabilities first, so a non-root run names the missing one and touches nothing.
+    What is not supported yet first, then capabilities, so a non-root run names the
+    missing one and touches nothing.
     """
     if not config.vrrp.instances:
         return
+    unsupported = unsupported_vrrp_problems(config)
+    if unsupported:
+        raise StartupError("\n".join(str(problem) for problem in unsupported))
     require_capabilities()
     interfaces = await host_interfaces()
     problems = vrrp_environment_problems(config, interfaces)
@@ -214,11 +249,9 @@ class VrrpInstanceRunner:
     """One configured VRRP instance, live: `await start()`, later `await stop()`."""
 
     def __init__(self, instance: VrrpInstance, journal: Journal) -> None:
-        if instance.family != 4:
-            raise StartupError(
-                f"vrrp instance {instance.name!r}: IPv6 virtual addresses are not supported by "
-                "this version of the VRRP daemon yet; use IPv4 addresses"
-            )
+        unsupported = _not_yet_supported(instance)
+        if unsupported is not None:
+            raise StartupError(f"{unsupported}; use IPv4 virtual addresses")
         self.instance = instance
         self.journal = journal
         self.split_brain_count = 0

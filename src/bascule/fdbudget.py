@@ -19,8 +19,10 @@ FDS_PER_CONNECTION = 2  # the client's socket and the server's
 # What the process holds whatever its config: stdin/stdout/stderr, the event loop's
 # epoll and wake-up descriptors, signal pipes, the check connector's epoll, log files.
 PROCESS_FDS = 20
-# Opened on demand and briefly: name resolution, notify and track scripts' pipes.
-MARGIN_FDS = 16
+# Opened on demand and briefly (notify and track scripts' pipes), and libuv's spare
+# descriptor. Small, like HAProxy's: running short for a moment costs a 503 for the
+# balancer's own reason, never a server (see errors.LocalResourceError).
+MARGIN_FDS = 8
 FDS_PER_COMMAND_CHECK = 4  # a program's three pipes, and one more while it starts
 FDS_PER_VRRP_INSTANCE = 4  # raw sockets (advert, ARP/NA), netlink
 

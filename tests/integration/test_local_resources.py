@@ -75,6 +75,24 @@ async def test_http_requests_without_a_descriptor_get_503_and_no_server_is_eject
             client.close()
 
 
+async def test_idle_server_connections_are_closed_to_free_descriptors() -> None:
+    s1, s2 = await Backend("s1").start(), await Backend("s2").start()
+    port = free_port()
+    async with running(http_config(port, {"s1": s1.port, "s2": s2.port})) as app:
+        first, second, third = await accepted_clients(port, 3)
+        first.send(get())
+        assert (await first.read())[0].status == 200  # s1, its connection kept idle
+        assert app.pool.idle_count() == 1
+        with no_new_descriptors():
+            second.send(get())  # s2: no idle connection, no descriptor for a new one
+            assert (await second.read(timeout=3))[0].status == 503
+            assert app.pool.idle_count() == 0
+            third.send(get())  # s1 again: a new connection, on the descriptor freed
+            assert (await third.read(timeout=3))[0].status == 200
+        for client in (first, second, third):
+            client.close()
+
+
 async def test_tcp_connections_without_a_descriptor_are_closed_and_no_server_is_ejected() -> None:
     server = await TcpServer(echo).start()
     port = free_port()

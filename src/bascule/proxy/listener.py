@@ -230,9 +230,17 @@ class FrontendRuntime:
         own (`outcome`: what its client got). Counted, and logged at most once a second."""
         name = error.errno_name
         self.local_errors[name] = self.local_errors.get(name, 0) + 1
+        freed = ""
+        if error.errno in (errno.EMFILE, errno.ENFILE):
+            # Idle connections to servers hold descriptors that the next connects need
+            # (HAProxy too kills idle server connections when short of them).
+            idle = self.pool.idle_count()
+            if idle:
+                self.pool.close_all()
+                freed = f", closed {idle} idle server connection{'s' if idle != 1 else ''}"
         self._local_log.log(
             now(),
-            f"frontend {self.name}: {error.reason}, {outcome}; not a server failure "
+            f"frontend {self.name}: {error.reason}, {outcome}{freed}; not a server failure "
             f"({self.active} client connections open, max_connections "
             f"{self.max_connections or 'unlimited'}; {error.hint})",
         )

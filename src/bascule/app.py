@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import resource
 import signal
 from typing import TYPE_CHECKING
 
@@ -11,6 +12,7 @@ from bascule.config import Config
 from bascule.control.journal import Journal
 from bascule.control.plane import BackendController
 from bascule.errors import StartupError
+from bascule.fdbudget import FdPlan, FrontendLimit, plan, reserved_fds
 from bascule.health.runner import SharedChecks, check_intervals
 from bascule.proxy.build import data_path_description, stale_modules
 from bascule.proxy.listener import FrontendRuntime
@@ -37,6 +39,7 @@ class App:
         self._sweeper: asyncio.TimerHandle | None = None
         self.vrrp: list[VrrpInstanceRunner] = []
         self._shared_checks: SharedChecks | None = None
+        self.fd_plan: FdPlan | None = None  # set by start()
 
     async def start(self) -> None:
         """Resolve servers, build the planes, open every listener, then join the VRRP
@@ -68,6 +71,7 @@ class App:
         self.frontends = [
             FrontendRuntime(f, runtimes, loop, self.pool) for f in self.config.frontends
         ]
+        self.fd_plan = self._fit_file_descriptor_limit()
         try:
             for frontend in self.frontends:
                 await frontend.start()
@@ -86,6 +90,35 @@ class App:
             self.config.source,
             f"started with {self.config.source}: {self.config.summary()}",
         )
+
+    def _fit_file_descriptor_limit(self) -> FdPlan:
+        """Raise the soft descriptor limit to the hard one, then lower the frontends'
+        max_connections to what it carries (see bascule.fdbudget)."""
+        limit = raise_nofile_limit()
+        servers = [s for b in self.config.backends for s in b.servers]
+        reserved = reserved_fds(
+            listeners=len(self.frontends),
+            checked_servers=sum(1 for s in servers if s.check.type != "none"),
+            command_checks=sum(1 for s in servers if s.check.type == "command"),
+            vrrp_instances=len(self.config.vrrp.instances),
+        )
+        fitted = plan(
+            limit,
+            reserved,
+            [FrontendLimit(f.name, f.config.max_connections) for f in self.frontends],
+        )
+        for frontend in self.frontends:
+            frontend.max_connections = fitted.max_connections[frontend.name]
+        warning = fitted.warning()
+        if warning is not None:
+            self.journal.record("daemon.fd_limit", "bascule", warning, logging.WARNING)
+        log.info(
+            "file descriptor limit %d: up to %d client connections (%s)",
+            limit,
+            fitted.connections,
+            ", ".join(f"{f.name} {f.max_connections}" for f in self.frontends),
+        )
+        return fitted
 
     async def _start_vrrp(self) -> None:
         """One runner per instance, after the frontends, so a new MASTER can serve at once."""
@@ -159,6 +192,29 @@ async def _resolve_servers(config: Config) -> dict[str, dict[str, str]]:
     for line in describe_resolved(found.resolved):
         log.info("%s", line)
     return found.addresses
+
+
+def raise_nofile_limit() -> int:
+    """Raise the soft RLIMIT_NOFILE to the hard limit (as HAProxy and nginx do); the
+    soft limit in force afterwards."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard != soft:
+        target = hard if hard != resource.RLIM_INFINITY else _nr_open(soft)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+            soft = target
+        except (OSError, ValueError) as exc:
+            log.warning("cannot raise the descriptor limit from %d to %d: %s", soft, target, exc)
+    return soft
+
+
+def _nr_open(default: int) -> int:
+    """The kernel's cap on a process's descriptors (what "unlimited" can be raised to)."""
+    try:
+        with open("/proc/sys/fs/nr_open") as f:
+            return int(f.read())
+    except (OSError, ValueError):
+        return default
 
 
 async def serve(config: Config) -> None:

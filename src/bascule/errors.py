@@ -8,8 +8,9 @@ exceptions; these classes are for things a caller must act on.
 
 from __future__ import annotations
 
+import errno
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, TypeGuard
 
 
 class BasculeError(Exception):
@@ -68,3 +69,50 @@ class UpstreamProtocolError(ProtocolError):
 
 class StartupError(BasculeError):
     """The daemon cannot start (address in use, missing capability, ...)."""
+
+
+# errno values that say the load balancer itself ran out of something: file descriptors
+# (EMFILE for the process, ENFILE for the system), kernel buffers or memory, or source
+# ports for a connect (EADDRNOTAVAIL). They say nothing about the server being
+# connected to, so they never count as its failure (see `LocalResourceError`).
+LOCAL_RESOURCE_ERRNOS: frozenset[int] = frozenset(
+    {errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM, errno.EADDRNOTAVAIL}
+)
+
+
+def is_local_resource_error(exc: BaseException | None) -> TypeGuard[OSError]:
+    """True for an OSError that is the balancer's own shortage (LOCAL_RESOURCE_ERRNOS)."""
+    return isinstance(exc, OSError) and exc.errno in LOCAL_RESOURCE_ERRNOS
+
+
+_SHORTAGES: dict[int, tuple[str, str]] = {
+    errno.EMFILE: (
+        "out of file descriptors",
+        "raise LimitNOFILE= in the systemd unit, or ulimit -n",
+    ),
+    errno.ENFILE: ("the system is out of file descriptors", "raise the sysctl fs.file-max"),
+    errno.EADDRNOTAVAIL: (
+        "no free source port",
+        "widen net.ipv4.ip_local_port_range or keep connections to servers alive",
+    ),
+    errno.ENOBUFS: ("out of kernel socket buffers", "check memory and net.core settings"),
+    errno.ENOMEM: ("out of memory", "check the memory available to bascule"),
+}
+
+
+class LocalResourceError(BasculeError):
+    """The load balancer could not get a resource of its own (a file descriptor, a
+    source port, buffers, memory) to reach a server.
+
+    It is the balancer's problem, not the server's: never counted as a server
+    failure, never retried on another server (that would need the same resource);
+    the client gets 503 (HTTP) or a close (TCP). `errno_name` ("EMFILE") is what
+    the counters are kept by; `reason` is what a client may read, `hint` is for the log.
+    """
+
+    def __init__(self, code: int) -> None:
+        self.errno = code
+        self.errno_name = errno.errorcode.get(code, str(code))
+        what, self.hint = _SHORTAGES.get(code, ("out of resources", ""))
+        self.reason = f"load balancer {what} ({self.errno_name})"
+        super().__init__(self.reason)

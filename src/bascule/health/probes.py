@@ -33,6 +33,7 @@ from typing import ClassVar, Literal, TypeVar, assert_never, cast
 
 import httptools
 
+from bascule.errors import LOCAL_RESOURCE_ERRNOS, LocalResourceError, is_local_resource_error
 from bascule.health.connector import LINGER_ZERO, TIMED_OUT, Connector
 from bascule.health.results import AgentState, CheckResult
 from bascule.proxy.connect import describe_os_error
@@ -340,7 +341,10 @@ async def tcp_check(spec: TcpCheckSpec) -> CheckResult:
     """Healthy when a TCP connection to host:port opens within the timeout: for a host
     name, resolved by the loop at every check (addresses go through `start_check`)."""
     start = time.monotonic()
-    failure = await _connect_and_close_by_name(spec)
+    try:
+        failure = await _connect_and_close_by_name(spec)
+    except LocalResourceError as error:
+        return _tcp_result(spec, error.reason, time.monotonic() - start, local_error=True)
     return _tcp_result(spec, failure, time.monotonic() - start)
 
 
@@ -352,16 +356,22 @@ def start_tcp_check(
     start = time.monotonic()
 
     def done(error: int) -> None:
-        failure = _connect_error_text(spec, error)
-        on_result(_tcp_result(spec, failure, time.monotonic() - start))
+        duration = time.monotonic() - start
+        if error in LOCAL_RESOURCE_ERRNOS:
+            reason = LocalResourceError(error).reason
+            on_result(_tcp_result(spec, reason, duration, local_error=True))
+        else:
+            on_result(_tcp_result(spec, _connect_error_text(spec, error), duration))
 
     connector.connect(spec.family, (spec.host, spec.port), spec.timeout, done)
 
 
-def _tcp_result(spec: TcpCheckSpec, failure: str | None, duration: float) -> CheckResult:
+def _tcp_result(
+    spec: TcpCheckSpec, failure: str | None, duration: float, *, local_error: bool = False
+) -> CheckResult:
     if failure is None:
         return CheckResult(True, _TCP_OK, duration)
-    return CheckResult(False, f"tcp check: {failure}", duration)
+    return CheckResult(False, f"tcp check: {failure}", duration, local_error=local_error)
 
 
 def _connect_error_text(spec: TcpCheckSpec, error: int) -> str | None:
@@ -382,6 +392,8 @@ async def _connect_and_close_by_name(spec: TcpCheckSpec) -> str | None:
     except TimeoutError:
         return f"connect timeout after {_timeout_text(spec.timeout)}"
     except OSError as exc:
+        if is_local_resource_error(exc):
+            raise LocalResourceError(exc.errno or 0) from None
         return _connect_failure(exc, spec.host)
     _discard(transport)
     return None
@@ -402,6 +414,7 @@ class _ConnectionProbe(asyncio.Protocol):
         "bytes_received",
         "connect_timed_out",
         "decided",
+        "local_error",
         "on_verdict",
         "timeout",
         "transport",
@@ -413,6 +426,7 @@ class _ConnectionProbe(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.bytes_received = 0
         self.connect_timed_out = False
+        self.local_error = False  # it failed for want of a resource of ours: no verdict
         self.timeout = 0.0  # set by whoever starts the conversation
 
     def expired(self, connected: bool) -> None:
@@ -437,10 +451,17 @@ class _ConnectionProbe(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         if self.decided:
             return  # the usual case: we closed it after the verdict
-        if isinstance(exc, OSError):
+        if is_local_resource_error(exc):
+            self.decide(self.failed_locally(exc))
+        elif isinstance(exc, OSError):
             self.decide(describe_os_error(exc))
         else:
             self.decide(self.closed_early_reason())
+
+    def failed_locally(self, exc: OSError) -> str:
+        """Mark the check as one that could not run (see CheckResult.local_error)."""
+        self.local_error = True
+        return LocalResourceError(exc.errno or 0).reason
 
     def release(self) -> None:
         """Drop the references that make cycles (probe <-> transport, probe <-> parser),
@@ -485,7 +506,8 @@ async def _converse(
             raise
         failure = f"connect timeout after {_timeout_text(spec.timeout)}"
     except OSError as exc:
-        failure = _connect_failure(exc, spec.host)
+        local = is_local_resource_error(exc)
+        failure = probe.failed_locally(exc) if local else _connect_failure(exc, spec.host)
     finally:
         expiry.cancel()
         # Also reached on cancellation: never leave a check connection open.
@@ -709,7 +731,7 @@ def _http_probe(spec: HttpCheckSpec) -> _HttpProbe:
 def _http_result(probe: _HttpProbe, failure: str | None, duration: float) -> CheckResult:
     if failure is None:
         return CheckResult(True, f"http check: status {probe.status}", duration)
-    return CheckResult(False, f"http check: {failure}", duration)
+    return CheckResult(False, f"http check: {failure}", duration, local_error=probe.local_error)
 
 
 # -- agent --------------------------------------------------------------------------------
@@ -771,7 +793,9 @@ def _agent_probe(spec: AgentCheckSpec) -> _AgentProbe:
 
 def _agent_result(probe: _AgentProbe, failure: str | None, duration: float) -> CheckResult:
     if failure is not None:
-        return CheckResult(False, f"agent check: {failure}", duration)
+        return CheckResult(
+            False, f"agent check: {failure}", duration, local_error=probe.local_error
+        )
     return parse_agent_answer(probe.answer.decode("utf-8", "replace"), duration)
 
 
@@ -919,8 +943,10 @@ async def run_program(
             start_new_session=True,
         )
     except OSError as exc:
-        reason = f"{what}: cannot run {path}: {exc.strerror or exc}"
-        return CheckResult(False, reason, time.monotonic() - began)
+        local = is_local_resource_error(exc)  # no pipe or process for it: no verdict
+        why = LocalResourceError(exc.errno or 0).reason if local else exc.strerror or exc
+        reason = f"{what}: cannot run {path}: {why}"
+        return CheckResult(False, reason, time.monotonic() - began, local_error=local)
     try:
         failure = await _wait_for_command(transport, probe, timeout, start)
     finally:

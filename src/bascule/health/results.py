@@ -17,6 +17,8 @@ class CheckResult:
     "http check: timeout after 1s". `duration` is seconds from start to verdict.
     Agent checks may also carry a state and/or a weight percentage; an agent answer
     that only sets a weight is `ok=True`.
+    `local_error`: the check could not run for want of a resource of the balancer's
+    own (EMFILE, ENOBUFS...): it says nothing about the server, and is no verdict.
     """
 
     ok: bool
@@ -24,3 +26,4 @@ class CheckResult:
     duration: float = 0.0
     agent_state: AgentState | None = None
     agent_weight_percent: int | None = None
+    local_error: bool = False

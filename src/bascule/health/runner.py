@@ -23,6 +23,7 @@ from functools import partial
 from typing import Protocol
 
 from bascule.config import CheckConfig
+from bascule.errors import LocalResourceError, is_local_resource_error
 from bascule.health.connector import Connector
 from bascule.health.probes import (
     AgentCheckSpec,
@@ -37,6 +38,7 @@ from bascule.health.results import CheckResult
 from bascule.health.server_state import ServerStateMachine
 from bascule.health.state import CheckTiming
 from bascule.health.ticks import TickHandle, TickTimers, tick_for
+from bascule.logthrottle import ThrottledLog
 
 log = logging.getLogger("bascule.health")
 
@@ -155,6 +157,10 @@ class HealthRunner:
         self._finish_calls = {key: partial(self._finish, key) for key in self.plans}
         self._tasks: set[asyncio.Task[None]] = set()
         self._stopped = False
+        # Checks that could not run for want of a resource of ours (EMFILE...): no
+        # verdict on their server; counted (for the admin API and metrics) and logged.
+        self.local_errors = 0
+        self._local_log = ThrottledLog(log, logging.WARNING)
 
     def start(self) -> None:
         timers = self._shared.timers
@@ -181,9 +187,15 @@ class HealthRunner:
         try:
             if start_check(self._shared.connector, spec, self._finish_calls[key]):
                 return
-        except Exception as exc:  # no socket (EMFILE...): a failed check, and check again
-            log.warning("health check of %s could not start: %s", key, exc)
-            self._finish(key, CheckResult(False, f"{spec.type} check: cannot start: {exc}"))
+        except Exception as exc:  # check again later either way
+            if is_local_resource_error(exc):  # no socket for it (EMFILE...): no verdict
+                reason = LocalResourceError(exc.errno or 0).reason
+                self._finish(
+                    key, CheckResult(False, f"{spec.type} check: {reason}", 0.0, local_error=True)
+                )
+            else:
+                log.warning("health check of %s could not start: %s", key, exc)
+                self._finish(key, CheckResult(False, f"{spec.type} check: cannot start: {exc}"))
             return
         task = self.loop.create_task(self._run(key))
         self._tasks.add(task)
@@ -202,9 +214,20 @@ class HealthRunner:
         if self._stopped:
             return
         try:
-            self.sink(key, result)
+            if result.local_error:
+                self._skipped(key, result)
+            else:
+                self.sink(key, result)
         finally:  # whatever the sink did, this server keeps being checked
             self._schedule(key)
+
+    def _skipped(self, key: str, result: CheckResult) -> None:
+        self.local_errors += 1
+        self._local_log.log(
+            self.loop.time(),
+            f"health check of {key} not run: {result.reason}; the server's state is "
+            "unchanged (a shortage of the load balancer's own says nothing about it)",
+        )
 
     def _schedule(self, key: str) -> None:
         plan = self.plans[key]

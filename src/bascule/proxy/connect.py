@@ -8,6 +8,7 @@ import socket
 from collections.abc import Callable
 from typing import TypeVar, cast
 
+from bascule.errors import LOCAL_RESOURCE_ERRNOS, LocalResourceError
 from bascule.model import ServerView
 
 # Any object with the asyncio.Protocol methods: the L7 connection classes do not subclass
@@ -47,7 +48,8 @@ async def open_connection(
     server: ServerView,
     timeout: float,
 ) -> tuple[asyncio.Transport, P]:
-    """Connect to `server` within `timeout` seconds or raise ConnectError."""
+    """Connect to `server` within `timeout` seconds or raise ConnectError (the server's
+    failure) or LocalResourceError (ours: no file descriptor, no source port...)."""
     try:
         async with asyncio.timeout(timeout):
             transport, protocol = await loop.create_connection(
@@ -56,6 +58,8 @@ async def open_connection(
     except TimeoutError:
         raise ConnectError(server, f"connect timed out after {timeout:g}s") from None
     except OSError as exc:
+        if exc.errno in LOCAL_RESOURCE_ERRNOS:
+            raise LocalResourceError(exc.errno) from None
         raise ConnectError(server, describe_os_error(exc)) from None
     sock = transport.get_extra_info("socket")
     if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Final, cast
 import httptools
 
 from bascule.balance.base import PickContext
-from bascule.errors import ClientProtocolError, UpstreamProtocolError
+from bascule.errors import ClientProtocolError, LocalResourceError, UpstreamProtocolError
 from bascule.model import ServerView
 from bascule.proxy.connect import ConnectError, open_connection
 from bascule.proxy.heads import HeadReader
@@ -62,7 +62,6 @@ _TIMER_NONE: Final = 3
 _PAUSE_QUEUE: Final = 1
 _PAUSE_BUFFER: Final = 2
 _PAUSE_UPSTREAM: Final = 4
-_PAUSE_ADMIT: Final = 8
 _PAUSE_CLOSING: Final = 16
 
 
@@ -168,6 +167,9 @@ class Exchange:
             )
         except ConnectError as failure:
             self._retry_or_fail(failure.reason, 503, counts_against_server=True)
+            return
+        except LocalResourceError as error:
+            self.local_failure(error)
             return
         if self.conn.closed or self.server is not server:
             upstream.close()
@@ -371,6 +373,16 @@ class Exchange:
         self._release_server()
         self.fail(status, f"{reason}{where}")
 
+    def local_failure(self, error: LocalResourceError) -> None:
+        """The balancer lacks a resource of its own (a file descriptor, a source port):
+        503, counted and logged by the frontend; no server is blamed, and none other is
+        tried (it would need the same resource)."""
+        if self.finished:
+            return
+        self._release_server()
+        self.conn.frontend.local_failure(error, "request answered 503")
+        self.fail(503, error.reason, logged=True)
+
     def _upstream_failed(self, reason: str, status: int) -> None:
         server = self.server
         if server is not None:
@@ -379,8 +391,9 @@ class Exchange:
         self._release_server()
         self.fail(status, f"{reason}{where}")
 
-    def fail(self, status: int, detail: str) -> None:
-        """Answer the client with an error if it has no response head yet, else cut it."""
+    def fail(self, status: int, detail: str, logged: bool = False) -> None:
+        """Answer the client with an error if it has no response head yet, else cut it.
+        `logged`: the caller has logged it already."""
         if self.finished:
             return
         self.finished = True
@@ -403,13 +416,14 @@ class Exchange:
             conn.abort()
             return
         self.head_sent = False  # taken back, or never written
-        log.warning(
-            "%d for %s %s: %s",
-            status,
-            self.head.method.decode(),
-            self.head.target[:80].decode("latin-1"),
-            detail,
-        )
+        if not logged:
+            log.warning(
+                "%d for %s %s: %s",
+                status,
+                self.head.method.decode(),
+                self.head.target[:80].decode("latin-1"),
+                detail,
+            )
         conn.send_error_and_close(status, detail)
 
     def _release_server(self) -> None:
@@ -475,8 +489,6 @@ class HttpClientConnection:  # an asyncio protocol; see proxy/connect.py for why
         self._line_budget = limits.max_request_line + 64  # method, version, CRLF
         self._timer_kind = _TIMER_IDLE
         self.timer = LazyTimer(self.loop, self._timed_out)
-        self.admitted = False
-        self._early: list[bytes] = []
         self._corked: list[bytes] | None = None
         self.corks = 0  # cork buffers so far: the current one's number while corked
         self._discarding = False
@@ -490,38 +502,13 @@ class HttpClientConnection:  # an asyncio protocol; see proxy/connect.py for why
             self.client_ip, self.client_port = peer[0], peer[1]
         self.memo = RequestMemo(self.client_ip, self.client_port)
         self.frontend.connection_opened(self)
-        self.frontend.admit(self, self._admitted)
-        if not self.admitted:
-            # Over max_connections: read nothing until a slot frees. uvloop starts
-            # reading right after connection_made returns, so a pause from inside it
-            # is lost: apply it on the next loop turn too.
-            self._paused = _PAUSE_ADMIT
-            self.loop.call_soon(self._reapply_pause)
-
-    def _admitted(self) -> None:
-        self.admitted = True
-        # The head timer starts when we start reading, not while the client waits
-        # for a slot (it could not have sent its request any faster).
+        # Accepted means served: a frontend at max_connections leaves new clients in
+        # the kernel's backlog (see proxy/listener.py), so the head timer starts now.
         self._arm(_TIMER_HEAD, self.request_timeout)
-        if self._paused & _PAUSE_ADMIT:
-            self.resume_reading(_PAUSE_ADMIT)
-        if self._early:
-            self.loop.call_soon(self.data_received, b"")
-
-    def _reapply_pause(self) -> None:
-        if self._paused and self.transport is not None and not self.closed:
-            self.transport.pause_reading()
 
     def data_received(self, data: bytes) -> None:
         if self._discarding:
             return  # after "Connection: close": finish what we have, read no more
-        if not self.admitted:
-            self._early.append(data)  # read before the pause took effect
-            self._reapply_pause()
-            return
-        if self._early:
-            data = b"".join([*self._early, data])
-            self._early.clear()
         if self._timer_kind == _TIMER_BODY:
             self.timer.deadline = now() + self.client_timeout
         heads = self.heads

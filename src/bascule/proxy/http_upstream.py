@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import httptools
 
-from bascule.errors import UpstreamProtocolError
+from bascule.errors import LocalResourceError, UpstreamProtocolError, is_local_resource_error
 from bascule.model import ServerView
 from bascule.proxy.heads import HeadReader, status_code
 from bascule.proxy.http_policy import HeadLimits, ResponseMemo, check_trailers
@@ -231,6 +231,9 @@ class UpstreamConnection:  # an asyncio protocol; see proxy/connect.py for why n
         exchange = self.exchange
         if exchange is not None and not was_closed:
             self.exchange = None
+            if is_local_resource_error(exc):  # e.g. ENOBUFS on a write: ours, not the server's
+                exchange.local_failure(LocalResourceError(exc.errno or 0))
+                return
             reason = f"connection lost: {exc}" if exc else "server closed the connection"
             exchange.upstream_lost(self, reason)
 

@@ -1,24 +1,49 @@
-"""A frontend at run time: its listening socket, connections, routing and limits."""
+"""A frontend at run time: its listening socket, connections, routing and limits.
+
+Accepting is done here rather than by the event loop's server (`loop.create_server`),
+for two things uvloop's server cannot do:
+
+* Stop accepting at `max_connections`, like HAProxy's `maxconn`: the listening socket
+  stays open and leaves the loop's watch, so new clients wait in the kernel's accept
+  queue (the backlog) holding no file descriptor of ours, and are accepted as
+  connections end. uvloop's server can only be closed, which refuses them.
+* See accept errors. When accept() fails for want of a file descriptor (EMFILE,
+  ENFILE), libuv accepts and closes the waiting connections with a spare descriptor
+  and tells nobody; if it has no spare, uvloop closes the listening socket. Here the
+  error is counted and logged (throttled), and accepting pauses for 100 ms with the
+  connections left in the backlog, as HAProxy does.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import errno
 import logging
 import socket
-from collections import deque
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Protocol, cast
+from collections.abc import Callable, Coroutine
+from typing import TYPE_CHECKING, Any, Final, Protocol, cast
 
-from bascule.errors import StartupError
+from bascule.errors import LOCAL_RESOURCE_ERRNOS, LocalResourceError, StartupError
+from bascule.logthrottle import ThrottledLog
 from bascule.model import ServerView
 from bascule.proxy.http_policy import HeadLimits, RequestHead
 from bascule.proxy.pool import UpstreamPool
 from bascule.proxy.runtime import BackendRuntime
+from bascule.proxy.timers import now
 
 if TYPE_CHECKING:
     from bascule.config import FrontendConfig
+    from bascule.config.models import BindAddress
 
 log = logging.getLogger("bascule.listener")
+
+BACKLOG: Final = 4096  # the kernel caps it at net.core.somaxconn
+# Connections accepted per wake-up at most, so one busy listener cannot hold the loop.
+ACCEPT_BATCH: Final = 64
+# After accept() failed for want of a resource, wait this long before trying again
+# (HAProxy's pause too): the connections wait in the backlog meanwhile.
+ACCEPT_RETRY_DELAY: Final = 0.1
 
 
 class Connection(Protocol):
@@ -60,39 +85,114 @@ class FrontendRuntime:
         self.tcp_idle_timeout = max(
             config.timeouts.client, self.default_backend.config.timeouts.server
         )
+        # Client connections served at once; 0 = no limit. The configured value, unless
+        # the file descriptor limit cannot carry it (see `App` and `bascule.fdbudget`).
+        self.max_connections = config.max_connections
         self.connections: set[Connection] = set()
-        self.active = 0  # admitted connections (served now)
-        self._waiting: deque[tuple[Connection, Callable[[], None]]] = deque()
-        self._server: asyncio.base_events.Server | None = None
+        self.active = 0  # accepted connections not yet closed
+        self._listener: socket.socket | None = None
+        self._accepting = False  # the listening socket is watched by the loop
+        self._retry: asyncio.TimerHandle | None = None
         self.errors_by_status: dict[int, int] = {}
+        # The balancer's own shortages (by errno name, "EMFILE"): requests answered 503
+        # and TCP connections closed for them, and accept() failures. For the admin
+        # API and metrics; the log has them throttled.
+        self.local_errors: dict[str, int] = {}
+        self.accept_errors: dict[str, int] = {}
+        self._local_log = ThrottledLog(log, logging.ERROR)
+        self._accept_log = ThrottledLog(log, logging.ERROR)
         self.stopping = False
+        self._factory: Callable[[], object] | None = None
 
     async def start(self) -> None:
         from bascule.proxy.http import HttpClientConnection
         from bascule.proxy.tcp import TcpSession
 
-        factory: Callable[[], object]  # protocol objects (see proxy/connect.py)
         if self.config.mode == "http":
-            factory = lambda: HttpClientConnection(self)  # noqa: E731
+            self._factory = lambda: HttpClientConnection(self)
         else:
-            factory = lambda: TcpSession(self)  # noqa: E731
+            self._factory = lambda: TcpSession(self)
         bind = self.config.bind
-        family = socket.AF_INET6 if bind.family == 6 else socket.AF_INET
-        try:
-            self._server = await self.loop.create_server(
-                cast(Callable[[], asyncio.Protocol], factory),
-                bind.host,
-                bind.port,
-                family=family,
-                reuse_address=True,
-                backlog=4096,
-            )
-        except OSError as exc:
-            raise StartupError(
-                f"frontend {self.name}: cannot listen on {bind}: {exc.strerror or exc} "
-                "(is another process using that port, or the address not on this host?)"
-            ) from None
+        self._listener = _listening_socket(self.name, bind)
+        self._watch()
         log.info("frontend %s listening on %s (%s)", self.name, bind, self.config.mode)
+
+    # -- accepting ---------------------------------------------------------------------
+
+    def _watch(self) -> None:
+        if not self._accepting and self._listener is not None and not self.stopping:
+            self._accepting = True
+            self.loop.add_reader(self._listener.fileno(), self._accept_ready)
+
+    def _unwatch(self) -> None:
+        if self._accepting and self._listener is not None:
+            self._accepting = False
+            self.loop.remove_reader(self._listener.fileno())
+
+    def _full(self) -> bool:
+        return 0 < self.max_connections <= self.active
+
+    def _accept_ready(self) -> None:
+        listener = self._listener
+        assert listener is not None
+        for _ in range(ACCEPT_BATCH):
+            if self._full():
+                self._unwatch()  # the backlog holds the next clients until one leaves
+                return
+            try:
+                sock, _address = listener.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except ConnectionAbortedError:
+                continue  # the client gave up while waiting in the backlog
+            except OSError as exc:
+                self._accept_failed(exc)
+                return
+            self._serve(sock)
+
+    def _accept_failed(self, exc: OSError) -> None:
+        code = exc.errno or 0
+        name = errno.errorcode.get(code, str(code))
+        self.accept_errors[name] = self.accept_errors.get(name, 0) + 1
+        if code in LOCAL_RESOURCE_ERRNOS:
+            error = LocalResourceError(code)
+            what = f"{error.reason}; {error.hint}"
+        else:
+            what = exc.strerror or str(exc)
+        self._accept_log.log(
+            now(),
+            f"frontend {self.name}: cannot accept connections: {what} "
+            f"({self.active} open, max_connections {self.max_connections or 'unlimited'}); "
+            f"new clients wait in the backlog, next try in {ACCEPT_RETRY_DELAY * 1000:g} ms",
+        )
+        self._unwatch()
+        if self._retry is None:
+            self._retry = self.loop.call_later(ACCEPT_RETRY_DELAY, self._retry_accepting)
+
+    def _retry_accepting(self) -> None:
+        self._retry = None
+        if not self._full():
+            self._watch()
+
+    def _serve(self, sock: socket.socket) -> None:
+        """Give an accepted socket a transport and one of our protocol objects."""
+        assert self._factory is not None
+        self.active += 1
+        try:
+            _drive(
+                self.loop.connect_accepted_socket(
+                    cast(Callable[[], asyncio.Protocol], self._factory), sock
+                )
+            )
+        except Exception:
+            log.exception("frontend %s: cannot set up an accepted connection", self.name)
+            sock.close()
+            self._slot_freed()
+
+    def _slot_freed(self) -> None:
+        self.active -= 1
+        if self._retry is None and not self._full():
+            self._watch()
 
     # -- routing -------------------------------------------------------------------
 
@@ -113,31 +213,11 @@ class FrontendRuntime:
         if self.stopping:
             conn.shutdown()
 
-    def admit(self, conn: Connection, start: Callable[[], None]) -> None:
-        """Serve `conn` now if under max_connections, else when a slot frees.
-
-        Like HAProxy's `maxconn`, excess connections wait (here: accepted but
-        not read) instead of being refused.
-        """
-        if self.active < self.config.max_connections:
-            self.active += 1
-            start()
-        else:
-            self._waiting.append((conn, start))
-
     def connection_closed(self, conn: Connection) -> None:
         if conn not in self.connections:
             return
         self.connections.discard(conn)
-        waiting = [w for w in self._waiting if w[0] is conn]
-        if waiting:
-            self._waiting.remove(waiting[0])
-            return
-        self.active -= 1
-        while self._waiting and self.active < self.config.max_connections:
-            _conn, start = self._waiting.popleft()
-            self.active += 1
-            start()
+        self._slot_freed()
 
     def report_failure(self, server: ServerView, reason: str) -> None:
         self.default_backend.failure(server, reason)
@@ -145,18 +225,86 @@ class FrontendRuntime:
     def count_error(self, status: int) -> None:
         self.errors_by_status[status] = self.errors_by_status.get(status, 0) + 1
 
+    def local_failure(self, error: LocalResourceError, outcome: str) -> None:
+        """A request or connection could not be served for a shortage of the balancer's
+        own (`outcome`: what its client got). Counted, and logged at most once a second."""
+        name = error.errno_name
+        self.local_errors[name] = self.local_errors.get(name, 0) + 1
+        freed = ""
+        if error.errno in (errno.EMFILE, errno.ENFILE):
+            # Idle connections to servers hold descriptors that the next connects need
+            # (HAProxy too kills idle server connections when short of them).
+            idle = self.pool.idle_count()
+            if idle:
+                self.pool.close_all()
+                freed = f", closed {idle} idle server connection{'s' if idle != 1 else ''}"
+        self._local_log.log(
+            now(),
+            f"frontend {self.name}: {error.reason}, {outcome}{freed}; not a server failure "
+            f"({self.active} client connections open, max_connections "
+            f"{self.max_connections or 'unlimited'}; {error.hint})",
+        )
+
     # -- stopping ----------------------------------------------------------------------
 
     def stop_accepting(self) -> None:
         self.stopping = True
-        if self._server is not None:
-            self._server.close()
+        self._unwatch()
+        if self._retry is not None:
+            self._retry.cancel()
+            self._retry = None
+        if self._listener is not None:
+            self._listener.close()
+            self._listener = None
         for conn in list(self.connections):
             conn.shutdown()
 
     def abort_all(self) -> None:
         for conn in list(self.connections):
             conn.abort()
+
+
+def _listening_socket(frontend: str, bind: BindAddress) -> socket.socket:
+    """A non-blocking socket listening on `bind`, or StartupError saying why not."""
+    ipv6 = bind.family == 6
+    sock = socket.socket(socket.AF_INET6 if ipv6 else socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if ipv6:  # as asyncio and uvloop do: "[::]" is IPv6 only
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        sock.bind((bind.host, bind.port))
+        sock.listen(BACKLOG)
+        sock.setblocking(False)
+    except OSError as exc:
+        sock.close()
+        raise StartupError(
+            f"frontend {frontend}: cannot listen on {bind}: "
+            f"{exc.strerror or exc} (is another process using that port, or the address "
+            "not on this host?)"
+        ) from None
+    return sock
+
+
+def _drive(coroutine: Coroutine[Any, Any, object]) -> None:
+    """Run `loop.connect_accepted_socket(...)` without a task.
+
+    Its work is done before its one await, which only waits for `connection_made`
+    to have been called; a task per accepted connection would cost more than the
+    rest of the accept. The coroutine is resumed when the future it waits on is done.
+    """
+    try:
+        waiting = coroutine.send(None)
+    except StopIteration:
+        return
+    if not isinstance(waiting, asyncio.Future):  # asyncio and uvloop await a future
+        raise RuntimeError(f"connect_accepted_socket waits on {waiting!r}, not a future")
+    waiting.add_done_callback(lambda _done: _finish(coroutine))
+
+
+def _finish(coroutine: Coroutine[Any, Any, object]) -> None:
+    # A connection closed before connection_made raises here: nothing is left to do.
+    with contextlib.suppress(StopIteration, Exception):
+        coroutine.send(None)
 
 
 def _path_of(target: bytes) -> str:

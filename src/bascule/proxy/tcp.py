@@ -5,7 +5,9 @@ transport calls `pause_writing`, and we stop reading from the other side
 until `resume_writing`. Half-close: an EOF from one side is passed on as
 `write_eof` to the other; the session ends when both directions are done.
 A connect failure is retried on another server (never the one that just
-failed) up to the backend's `retries`.
+failed) up to the backend's `retries`. A connect that fails for want of a
+resource of the balancer's own (no file descriptor, no source port) closes the
+client's connection without blaming or retrying any server.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import logging
 from typing import TYPE_CHECKING, cast
 
 from bascule.balance.base import PickContext
+from bascule.errors import LocalResourceError, is_local_resource_error
 from bascule.model import ServerView
 from bascule.proxy.connect import ConnectError, open_connection
 from bascule.proxy.timers import LazyTimer, now
@@ -79,7 +82,7 @@ class TcpSession:  # an asyncio protocol, compiled like the L7 ones (proxy/conne
         client.pause_reading()
         self.loop.call_soon(self._pause_until_connected)
         self.timer.set_in(self.idle)
-        self.frontend.admit(self, self._start)
+        self._start()
 
     def _pause_until_connected(self) -> None:
         if self.upstream is None and self.client is not None and not self.closed:
@@ -133,7 +136,10 @@ class TcpSession:  # an asyncio protocol, compiled like the L7 ones (proxy/conne
 
     def server_lost(self, exc: Exception | None) -> None:
         if exc is not None and self.server is not None and not self.closed:
-            self.frontend.report_failure(self.server, f"connection error: {exc}")
+            if is_local_resource_error(exc):  # e.g. ENOBUFS: ours, not the server's
+                self.frontend.local_failure(LocalResourceError(exc.errno or 0), "closed")
+            else:
+                self.frontend.report_failure(self.server, f"connection error: {exc}")
         self.close()
 
     def pause_client(self) -> None:
@@ -160,6 +166,11 @@ class TcpSession:  # an asyncio protocol, compiled like the L7 ones (proxy/conne
                 _transport, side = await open_connection(
                     self.loop, lambda: _ServerSide(self), server, backend.config.timeouts.connect
                 )
+            except LocalResourceError as error:
+                backend.release(server.key)
+                self.frontend.local_failure(error, "client connection closed")
+                self.close()
+                return
             except ConnectError as failure:
                 backend.release(server.key)
                 backend.failure(server, failure.reason)

@@ -70,6 +70,7 @@ class Exchange:
         "attempts",
         "avoid",
         "backend",
+        "body_bytes",
         "conn",
         "finished",
         "framing",
@@ -109,6 +110,7 @@ class Exchange:
         self.replayable = head.idempotent  # may be sent again to another server
         self.wire: list[bytes] | None = None  # encoded body sent so far, kept for replay
         self.wire_bytes = 0
+        self.body_bytes = 0  # of a chunked body, counted against http.max_request_body
         self.request_done = not head.chunked and not head.content_length  # None or 0
         self.response: ResponseHead | None = None
         self.response_started = False
@@ -183,8 +185,14 @@ class Exchange:
         conn.resume_reading(_PAUSE_BUFFER)
 
     def request_body(self, data: bytes) -> None:
-        piece = b"%x\r\n%b\r\n" % (len(data), data) if self.head.chunked else data
-        self._forward(piece)
+        if not self.head.chunked:
+            self._forward(data)  # its Content-Length was checked against the limit
+            return
+        self.body_bytes += len(data)
+        if self.body_bytes > self.conn.max_request_body > 0:
+            self.conn.body_too_large(self.body_bytes)
+            return
+        self._forward(b"%x\r\n%b\r\n" % (len(data), data))
 
     def request_complete(self) -> None:
         self.request_done = True
@@ -422,6 +430,8 @@ class HttpClientConnection:  # an asyncio protocol; see proxy/connect.py for why
         self.only_backend = frontend.only_backend
         self.client_timeout = frontend.timeouts.client
         self.request_timeout = frontend.timeouts.http_request
+        self.keep_alive_timeout = frontend.timeouts.http_keep_alive
+        self.max_request_body = self.limits.max_request_body
         self.parser = httptools.HttpRequestParser(self)
         self.transport: asyncio.Transport | None = None
         self.client_ip = "0.0.0.0"
@@ -452,7 +462,7 @@ class HttpClientConnection:  # an asyncio protocol; see proxy/connect.py for why
         peer = transport.get_extra_info("peername")
         if peer:
             self.client_ip, self.client_port = peer[0], peer[1]
-        self.memo = RequestMemo(self.client_ip, self.client_port)
+        self.memo = RequestMemo(self.client_ip, self.client_port, self.frontend.forwarding)
         self.frontend.connection_opened(self)
         self.frontend.admit(self, self._admitted)
         if not self.admitted:
@@ -648,7 +658,18 @@ class HttpClientConnection:  # an asyncio protocol; see proxy/connect.py for why
         if self.closing:
             self.close()
             return
-        self._arm_at(_TIMER_IDLE, at + self.client_timeout)
+        self._arm_at(_TIMER_IDLE, at + self.keep_alive_timeout)
+
+    def body_too_large(self, received: int) -> None:
+        """A chunked request body went over http.max_request_body: 413 if no response byte
+        was sent yet, else cut; the server connection, mid-body, is closed, never reused."""
+        self.closing = True
+        self._discard_input()
+        self._reject(
+            413,
+            f"chunked request body over http.max_request_body, {self.max_request_body} "
+            f"bytes ({received} received)",
+        )
 
     def send_error_and_close(self, status: int, detail: str) -> None:
         self.frontend.count_error(status)

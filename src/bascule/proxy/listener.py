@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import secrets
 import socket
 from collections import deque
 from collections.abc import Callable
@@ -11,7 +12,7 @@ from typing import TYPE_CHECKING, Protocol, cast
 
 from bascule.errors import StartupError
 from bascule.model import ServerView
-from bascule.proxy.http_policy import HeadLimits, RequestHead
+from bascule.proxy.http_policy import ForwardingPolicy, HeadLimits, RequestHead
 from bascule.proxy.pool import UpstreamPool
 from bascule.proxy.runtime import BackendRuntime
 
@@ -40,6 +41,7 @@ class FrontendRuntime:
         backends: dict[str, BackendRuntime],
         loop: asyncio.AbstractEventLoop,
         pool: UpstreamPool,
+        instance_id: bytes | None = None,
     ) -> None:
         self.config = config
         self.name = config.name
@@ -56,6 +58,15 @@ class FrontendRuntime:
             max_header_bytes=config.http.max_header_bytes,
             max_headers=config.http.max_headers,
             max_request_line=config.http.max_request_line,
+            max_request_body=config.http.max_request_body,
+        )
+        # This frontend's id in X-Bascule-Loop (loop detection): random, so it tells a
+        # server nothing, and one per frontend, so that a frontend may forward to another
+        # while a request that comes back to the same frontend is a loop.
+        if instance_id is None:
+            instance_id = secrets.token_hex(8).encode("ascii")
+        self.forwarding = ForwardingPolicy(
+            config.trusted_networks, config.forwarded == "replace", instance_id
         )
         self.tcp_idle_timeout = max(
             config.timeouts.client, self.default_backend.config.timeouts.server

@@ -108,33 +108,39 @@ def validate(config_path: Path, no_host: bool) -> None:
 
     Exit 0 and a one-line summary when it is good. Otherwise exit 1 and list
     every problem as `file:line: path.to.field: what is wrong (what to do)`.
-    Like `haproxy -c`: run it before every deploy or reload. With a `vrrp:`
-    section it also checks this host: a missing interface is an error, a VIP
-    outside every subnet of its interface a warning.
+    Like `haproxy -c`: run it before every deploy or reload. It also checks this
+    host: with a `vrrp:` section a missing interface is an error, a VIP outside
+    every subnet of its interface a warning; a server that is one of this node's
+    frontends (traffic to it would loop) is a warning.
     """
     config = _load(config_path)
-    if config.vrrp.instances and not no_host:
-        problems = _host_problems(config)
-        for problem in problems:
-            click.echo(str(problem), err=True)
-        errors = sum(1 for p in problems if p.severity == "error")
-        if errors:
-            click.echo(
-                f"{config_path}: {errors} problem{'s' if errors != 1 else ''} on this host",
-                err=True,
-            )
-            sys.exit(1)
+    problems = _host_problems(config, no_host)
+    for problem in problems:
+        click.echo(str(problem), err=True)
+    errors = sum(1 for p in problems if p.severity == "error")
+    if errors:
+        click.echo(
+            f"{config_path}: {errors} problem{'s' if errors != 1 else ''} on this host",
+            err=True,
+        )
+        sys.exit(1)
     click.echo(f"{config_path}: OK: {config.summary()}")
 
 
-def _host_problems(config: Config) -> list[ConfigProblem]:
+def _host_problems(config: Config, no_host: bool) -> list[ConfigProblem]:
+    """Problems of `config` on this host; with `no_host`, only those that need no host
+    facts (a server on a loopback address or on a bind's own address)."""
     import asyncio
 
-    from bascule.config import vrrp_environment_problems
+    from bascule.config import servers_on_own_frontends, vrrp_environment_problems
     from bascule.vrrp.daemon import host_interfaces
 
+    if no_host:
+        return servers_on_own_frontends(config, ())
     interfaces = asyncio.run(host_interfaces())
-    return vrrp_environment_problems(config, interfaces)
+    problems = vrrp_environment_problems(config, interfaces)
+    local = {address.ip for addresses in interfaces.values() for address in addresses}
+    return problems + servers_on_own_frontends(config, local)
 
 
 @main.command()

@@ -320,3 +320,25 @@ def test_validate_checks_vrrp_against_this_host_unless_told_not_to(tmp_path: Pat
     elsewhere = bascule("validate", "-c", str(path), "--no-host")
     assert elsewhere.returncode == 0 and "OK: " in elsewhere.stdout
     assert "1 vrrp instance" in elsewhere.stdout
+
+
+SELF_ROUTED = """\
+frontends:
+  - {{name: web, bind: "127.0.0.1:{port}", default_backend: app}}
+backends:
+  - name: app
+    servers: [{{name: s1, address: 127.0.0.1, port: {port}}}]
+"""
+
+
+@pytest.mark.parametrize("options", [[], ["--no-host"]], ids=["on this host", "--no-host"])
+def test_validate_warns_about_a_server_that_is_its_own_frontend(
+    tmp_path: Path, options: list[str]
+) -> None:
+    port = free_port()
+    path = write_config(tmp_path, SELF_ROUTED.format(port=port))
+    done = bascule("validate", "-c", str(path), *options)
+    assert done.returncode == 0 and "OK: " in done.stdout  # a warning, not an error
+    assert f"{path}:5: backends[0].servers[0].address: warning: 127.0.0.1:{port} is where " in (
+        done.stderr
+    )

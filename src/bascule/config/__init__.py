@@ -5,13 +5,15 @@ carrying every problem, each located as `file:line: path.to.field`. The
 models carry concrete values with `defaults:` already merged in. `diff(old,
 new)` describes what a reload changes. `vrrp_environment_problems(config,
 interfaces)` checks the `vrrp:` section against the host's interfaces, which
-loading does not look at.
+loading does not look at, and `servers_on_own_frontends(config, addresses)` finds
+servers that are this node's own frontends (traffic to them would loop).
 """
 
 from bascule.config.diff import diff
 from bascule.config.environment import InterfaceAddresses, vrrp_environment_problems
 from bascule.config.fieldtypes import ALGORITHM_NAMES
 from bascule.config.loader import load_config, load_config_text
+from bascule.config.loops import servers_on_own_frontends
 from bascule.config.models import (
     AgentCheckConfig,
     BackendConfig,
@@ -81,5 +83,6 @@ __all__ = [
     "parse_duration",
     "parse_percent",
     "parse_size",
+    "servers_on_own_frontends",
     "vrrp_environment_problems",
 ]

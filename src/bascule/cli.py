@@ -78,6 +78,10 @@ def run(config_path: Path, log_level: str | None) -> None:
     config = _load(config_path)
     _setup_logging(log_level or config.global_.log_level)
     from bascule.app import run as run_app
+    from bascule.config import servers_on_own_frontends
+
+    for problem in servers_on_own_frontends(config, ()):  # as `validate --no-host` warns
+        logging.getLogger("bascule").warning("%s", problem)
 
     try:
         run_app(config)

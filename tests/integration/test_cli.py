@@ -342,3 +342,14 @@ def test_validate_warns_about_a_server_that_is_its_own_frontend(
     assert f"{path}:5: backends[0].servers[0].address: warning: 127.0.0.1:{port} is where " in (
         done.stderr
     )
+
+
+def test_run_logs_the_same_warning_at_start(tmp_path: Path) -> None:
+    with socket.socket() as squatter:  # so that run stops right after its start-up checks
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        port = squatter.getsockname()[1]
+        path = write_config(tmp_path, SELF_ROUTED.format(port=port))
+        done = bascule("run", "-c", str(path))
+    assert done.returncode == 2, done.stderr
+    assert f"warning: 127.0.0.1:{port} is where frontend web listens" in done.stderr

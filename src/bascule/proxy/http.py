@@ -189,7 +189,7 @@ class Exchange:
             self._forward(data)  # its Content-Length was checked against the limit
             return
         self.body_bytes += len(data)
-        if self.body_bytes > self.conn.max_request_body > 0:
+        if self.body_bytes > self.conn.limits.max_request_body > 0:
             self.conn.body_too_large(self.body_bytes)
             return
         self._forward(b"%x\r\n%b\r\n" % (len(data), data))
@@ -431,7 +431,6 @@ class HttpClientConnection:  # an asyncio protocol; see proxy/connect.py for why
         self.client_timeout = frontend.timeouts.client
         self.request_timeout = frontend.timeouts.http_request
         self.keep_alive_timeout = frontend.timeouts.http_keep_alive
-        self.max_request_body = self.limits.max_request_body
         self.parser = httptools.HttpRequestParser(self)
         self.transport: asyncio.Transport | None = None
         self.client_ip = "0.0.0.0"
@@ -667,7 +666,7 @@ class HttpClientConnection:  # an asyncio protocol; see proxy/connect.py for why
         self._discard_input()
         self._reject(
             413,
-            f"chunked request body over http.max_request_body, {self.max_request_body} "
+            f"chunked request body over http.max_request_body, {self.limits.max_request_body} "
             f"bytes ({received} received)",
         )
 

@@ -79,6 +79,10 @@ def run(config_path: Path, log_level: str | None) -> None:
     config = _load(config_path)
     _setup_logging(log_level or config.global_.log_level)
     from bascule.app import run as run_app
+    from bascule.config.loops import loop_warnings
+
+    for warning in loop_warnings(config, None):  # as `validate --no-host` warns
+        logging.getLogger("bascule").warning("%s", warning)
 
     try:
         run_app(config)

@@ -392,3 +392,23 @@ def test_validate_refuses_ipv6_virtual_addresses_that_run_cannot_hold_yet(
         "addresses are not supported by this version of the VRRP daemon yet"
     ) in done.stderr
     assert "1 problem that `bascule run` would refuse" in done.stderr
+
+
+SELF_ROUTED = """\
+frontends:
+  - {{name: web, bind: "127.0.0.1:{port}", default_backend: app}}
+backends:
+  - name: app
+    servers: [{{name: s1, address: 127.0.0.1, port: {port}}}]
+"""
+
+
+def test_run_logs_the_same_warning_at_start(tmp_path: Path) -> None:
+    with socket.socket() as squatter:  # so that run stops right after its start-up checks
+        squatter.bind(("127.0.0.1", 0))
+        squatter.listen()
+        port = squatter.getsockname()[1]
+        path = write_config(tmp_path, SELF_ROUTED.format(port=port))
+        done = bascule("run", "-c", str(path))
+    assert done.returncode == 2, done.stderr
+    assert f'warning: 127.0.0.1:{port} is this node\'s own frontend "web"' in done.stderr

@@ -147,7 +147,13 @@ def test_compliant_requests_pass_with_headers_unchanged(case: Case) -> None:
     forwarded = _parse_back(rebuild(outcome.head, CLIENT_IP, 40000))
     hop_by_hop = {b"connection", b"keep-alive", b"te", b"upgrade"}
     framing = {b"content-length", b"transfer-encoding"}
-    added = {b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host", b"forwarded"}
+    added = {
+        b"x-forwarded-for",
+        b"x-forwarded-proto",
+        b"x-forwarded-host",
+        b"forwarded",
+        b"x-real-ip",
+    }
     # llhttp strips leading whitespace from values (it is OWS, not part of the value).
     sent = [(b"Host", b"example.com")] + [
         (name, value.lstrip(b" \t"))

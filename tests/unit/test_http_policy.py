@@ -8,6 +8,7 @@ import pytest
 from bascule.errors import ClientProtocolError, UpstreamProtocolError
 from bascule.proxy.http_policy import (
     MAX_CONTENT_LENGTH,
+    ForwardingPolicy,
     HeadLimits,
     RequestHead,
     check_request_head,
@@ -518,6 +519,7 @@ def test_upstream_request_exact_bytes() -> None:
         b"X-Forwarded-Proto: http\r\n"
         b"X-Forwarded-Host: example.com\r\n"
         b"Forwarded: for=192.0.2.1;host=example.com;proto=http\r\n"
+        b"X-Real-IP: 192.0.2.1\r\n"
         b"\r\n"
     )
 
@@ -546,9 +548,10 @@ def test_client_supplied_proto_and_host_are_replaced_not_duplicated() -> None:
     assert sent[b"x-forwarded-host"] == [b"example.com"]
 
 
-def test_existing_forwarded_is_appended_to() -> None:
+def test_existing_forwarded_from_a_trusted_client_is_appended_to() -> None:
     headers = [HOST, (b"Forwarded", b"for=198.51.100.2;proto=https")]
-    out = upstream_request_head(check(headers), "192.0.2.1", 1, proto="https")
+    policy = ForwardingPolicy(["192.0.2.0/24"], proto="https")
+    out = upstream_request_head(check(headers), "192.0.2.1", 1, policy=policy, trusted=True)
     assert _forwarded_headers(out)[b"forwarded"] == [
         b"for=198.51.100.2;proto=https, for=192.0.2.1;host=example.com;proto=https"
     ]

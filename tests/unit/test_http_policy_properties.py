@@ -35,6 +35,8 @@ RESERVED = {
     "x-forwarded-proto",
     "x-forwarded-host",
     "forwarded",
+    "x-real-ip",
+    "x-bascule-loop",
     "content_length",
     "transfer_encoding",
 }
@@ -93,6 +95,7 @@ def test_forwarded_request_parses_back_to_the_same_headers_plus_ours(
         (b"X-Forwarded-Proto", proto.encode()),
         (b"X-Forwarded-Host", host.encode()),
         (b"Forwarded", f"for={node};host={quoted_host};proto={proto}".encode()),
+        (b"X-Real-IP", client_ip.encode()),
     ]
     assert parse_request(raw) == [host_header, *headers, *ours, *([framing] if framing else [])]
 

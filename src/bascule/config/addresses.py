@@ -1,5 +1,5 @@
-"""Address syntax: frontend `bind`, server `address`, route `host`, and VRRP's
-interface names, virtual addresses (with their prefix) and router addresses.
+"""Address syntax: frontend `bind`, server `address`, route `host`, `trusted_networks`, and
+VRRP's interface names, virtual addresses (with their prefix) and router addresses.
 
 Only syntax is checked here; nothing is resolved or bound (host names are
 resolved at startup, ports are opened by the listeners). Pure functions.
@@ -287,6 +287,28 @@ def parse_host_address(text: object) -> IPAddress:
         ) from None
     _check_usable(address, text, "a router address")
     return address
+
+
+def parse_trusted_network(text: object) -> str:
+    """Read a network in CIDR notation ("10.0.0.0/8", "2001:db8::/32") or one address
+    (a /32 or /128); return it normalised ("10.0.0.0/8")."""
+    hint = 'write a network such as "10.0.0.0/8" or "2001:db8::/32", or one address'
+    if not isinstance(text, str):
+        raise InvalidValueError(f"{show(text)} is not a network", hint)
+    stripped = text.strip()
+    try:
+        return str(ipaddress.ip_network(stripped))
+    except ValueError:
+        pass
+    try:
+        network = ipaddress.ip_network(stripped, strict=False)
+    except ValueError:
+        raise InvalidValueError(
+            f"{show(text)} is not a network", f"{hint}; host names are not resolved here"
+        ) from None
+    raise InvalidValueError(
+        f"{show(text)} has host bits set after the prefix length", f"did you mean {network}?"
+    )
 
 
 def _check_usable(address: IPAddress, text: object, what: str) -> None:

@@ -123,6 +123,16 @@ def _http_only_sections(path: Path, frontend: dict[str, Any]) -> list[Finding]:
                 "remove http, or set mode: http",
             )
         )
+    for key in ("trusted_networks", "forwarded"):
+        if key in frontend:
+            findings.append(
+                Finding(
+                    (*path, key),
+                    f"{key} applies to forwarding headers in mode http, and this frontend "
+                    "is mode tcp",
+                    f"remove {key}, or set mode: http",
+                )
+            )
     return findings
 
 

@@ -25,6 +25,7 @@ from bascule.config.addresses import (
     check_route_host,
     check_server_address,
     parse_host_address,
+    parse_trusted_network,
     parse_virtual_address,
 )
 from bascule.config.findings import InvalidValueError, show
@@ -457,6 +458,12 @@ PositiveSize = Annotated[
     _at_least(1, "use a size such as 8k or 32k"),
     ShownAs("size"),
 ]
+BodySize = Annotated[
+    int,
+    BeforeValidator(_reraise(parse_size)),
+    _at_least(0, 'use 0 for no limit, or a size such as "100m"'),
+    ShownAs("size"),
+]
 Port = Annotated[
     int, BeforeValidator(_whole_number), _in_range(1, 65535, "use a TCP port between 1 and 65535")
 ]
@@ -541,6 +548,8 @@ AgentPort = Annotated[
     _in_range(1, 65535, "use the TCP port the agent listens on, between 1 and 65535"),
 ]
 Text = Annotated[str, BeforeValidator(_text)]
+TrustedNetwork = Annotated[str, BeforeValidator(_reraise(parse_trusted_network))]
+ForwardedMode = Annotated[Literal["append", "replace"], one_of(("append", "replace"))]
 OnDown = Annotated[
     Literal["none", "shutdown_sessions"],
     one_of(("none", "shutdown_sessions"), {"shutdown-sessions": "shutdown_sessions"}),

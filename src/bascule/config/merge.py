@@ -44,8 +44,19 @@ def _merge_frontend(frontend: object, defaults: DefaultsSection) -> object:
     _fill_section(
         merged,
         "timeouts",
-        {"client": defaults.timeouts.client, "http_request": defaults.timeouts.http_request},
+        {
+            "client": defaults.timeouts.client,
+            "http_request": defaults.timeouts.http_request,
+            "http_keep_alive": defaults.timeouts.http_keep_alive,
+        },
     )
+    mode = merged.get("mode")
+    if not (isinstance(mode, str) and mode.strip().lower() == "tcp"):
+        # HTTP settings: a tcp frontend would refuse them (checks.py).
+        _fill(
+            merged,
+            {"trusted_networks": defaults.trusted_networks, "forwarded": defaults.forwarded},
+        )
     return merged
 
 

@@ -34,6 +34,7 @@ from bascule.config.fieldtypes import (
     AgentPort,
     AlgorithmName,
     BodyRegex,
+    BodySize,
     BodyText,
     Boolean,
     CheckBodySize,
@@ -43,6 +44,7 @@ from bascule.config.fieldtypes import (
     Consecutive5xx,
     Duration,
     Fall,
+    ForwardedMode,
     HashSource,
     HeaderCount,
     HttpCheckPath,
@@ -68,6 +70,7 @@ from bascule.config.fieldtypes import (
     ServerAddress,
     StatusRanges,
     Text,
+    TrustedNetwork,
     Weight,
     config_error,
     min_healthy_fields,
@@ -96,10 +99,22 @@ class GlobalConfig(_Frozen):
 
 
 class FrontendTimeouts(_Frozen):
-    """Client-side timeouts in seconds (HAProxy `timeout client`, `timeout http-request`)."""
+    """Client-side timeouts in seconds (HAProxy `timeout client`, `timeout http-request`,
+    `timeout http-keep-alive`).
+
+    `http_keep_alive` is the idle time allowed between two requests of a connection; like
+    HAProxy's, it defaults to `http_request` when not set.
+    """
 
     client: PositiveDuration = 30.0
     http_request: PositiveDuration = 10.0
+    # Declared after `http_request`, its default.
+    http_keep_alive: PositiveDuration = Field(default=None, validate_default=True)
+
+    @field_validator("http_keep_alive", mode="before")
+    @classmethod
+    def _default_to_http_request(cls, value: object, info: ValidationInfo) -> object:
+        return info.data.get("http_request", 10.0) if value is None else value
 
 
 class BackendTimeouts(_Frozen):
@@ -110,11 +125,15 @@ class BackendTimeouts(_Frozen):
 
 
 class HttpLimits(_Frozen):
-    """Bounds on a request head; beyond them the client gets 431 or 414."""
+    """Bounds on a request: beyond them the client gets 431 or 414 (head) or 413 (body).
+
+    `max_request_body` 0 means no limit (HAProxy has none; nginx `client_max_body_size`).
+    """
 
     max_header_bytes: PositiveSize = 32768
     max_headers: HeaderCount = 100
     max_request_line: PositiveSize = 8192
+    max_request_body: BodySize = 0
 
 
 class PassiveConfig(_Frozen):
@@ -388,6 +407,9 @@ class FrontendConfig(_Frozen):
     timeouts: FrontendTimeouts = Field(default_factory=FrontendTimeouts)
     http: HttpLimits = Field(default_factory=HttpLimits)
     routes: tuple[RouteConfig, ...] = ()
+    # Clients whose forwarding headers are believed (mode http; PROXY protocol later).
+    trusted_networks: tuple[TrustedNetwork, ...] = ()
+    forwarded: ForwardedMode = "append"
 
     @field_validator("bind", mode="before")
     @classmethod
@@ -623,6 +645,7 @@ class _DefaultTimeouts(_Frozen):
     server: PositiveDuration | None = None
     client: PositiveDuration | None = None
     http_request: PositiveDuration | None = None
+    http_keep_alive: PositiveDuration | None = None
 
 
 class _DefaultPassive(_Frozen):
@@ -693,3 +716,5 @@ class DefaultsSection(_Frozen):
     min_healthy: MinHealthySetting | None = None
     server: _DefaultServer = Field(default_factory=_DefaultServer)
     max_connections: MaxConnections | None = None
+    trusted_networks: tuple[TrustedNetwork, ...] | None = None
+    forwarded: ForwardedMode | None = None

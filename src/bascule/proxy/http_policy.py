@@ -7,7 +7,8 @@ request and once per response, and nothing else (no I/O, no clock, no body handl
   anything whose framing two HTTP implementations could read differently, removes
   hop-by-hop headers and says how the connection continues (keep-alive, 100-continue).
 * `upstream_request_head` rebuilds the head sent to a server: HTTP/1.1, end-to-end
-  headers as received, our X-Forwarded-* / Forwarded headers, framing we chose.
+  headers as received, forwarding headers as its `ForwardingPolicy` says (what a
+  client's are worth depends on trust), framing we chose.
 * `check_response_head` / `client_response_head` do the same for the server's answer.
 * `error_response` builds the small responses the proxy answers by itself.
 
@@ -48,13 +49,16 @@ headers are copied as is, which are noted, their total name length), so each dis
 sequence of names is checked and sorted once. Values get one byte-class check over all of
 them joined, and heads are rebuilt with joins (this module is compiled, see setup.py: its
 loops over headers only collect names and values). The module's only state is bounded
-memos (shapes, lower-cased names, validated Host values, our forwarding header lines);
-they never change a result, only skip repeated work. bench/http_policy_speed.py measures it.
+memos (shapes, lower-cased names, validated Host values; each ForwardingPolicy keeps its
+forwarding header lines); they never change a result, only skip repeated work.
+bench/http_policy_speed.py measures it.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Final, Literal
@@ -109,17 +113,25 @@ _NEVER_NAMED_AWAY: Final = frozenset({b"host", b"content-length", b"transfer-enc
 # "Content_Length" would collide with the real framing header behind us. llhttp accepts
 # '_' in names (it is a tchar), so we refuse these two spellings outright.
 _CGI_FRAMING_ALIASES: Final = frozenset({b"content_length", b"transfer_encoding"})
-# Headers the proxy regenerates on the way to the server.
+# Headers the proxy regenerates on the way to the server (see ForwardingPolicy).
 _PROXY_SET: Final = frozenset(
-    {b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host", b"forwarded"}
+    {b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host", b"forwarded", b"x-real-ip"}
 )
+# Each Bascule instance adds one of these with its own id, and refuses (508) a request that
+# already carries its id: a request that comes back is in a loop. Never removed, so a loop
+# through several instances is found too. A private header, not Via (see ForwardingPolicy).
+LOOP_HEADER: Final = b"X-Bascule-Loop"
+_LOOP_NAME: Final = b"x-bascule-loop"
 # Headers the scan hands to interpretation; everything else is copied straight through.
 _REQUEST_NOTED: Final = (
-    _HOP_BY_HOP | _CGI_FRAMING_ALIASES | _PROXY_SET | {b"host", b"content-length", b"expect"}
+    _HOP_BY_HOP
+    | _CGI_FRAMING_ALIASES
+    | _PROXY_SET
+    | {b"host", b"content-length", b"expect", _LOOP_NAME}
 )
 _RESPONSE_NOTED: Final = _HOP_BY_HOP | {b"content-length"}
 # Noted headers that are end-to-end and so also stay in the forwarded list.
-_NOTED_BUT_KEPT: Final = _PROXY_SET | {b"host", b"expect"}
+_NOTED_BUT_KEPT: Final = _PROXY_SET | {b"host", b"expect", _LOOP_NAME}
 # Trailer fields (RFC 9110 6.5.1: never framing or routing). These would change how a
 # server that merges trailers into the header section frames or routes the message:
 # refused, like the same smuggling shapes in a head.
@@ -129,6 +141,12 @@ _TRAILER_REFUSED: Final = _CGI_FRAMING_ALIASES | {b"content-length", b"transfer-
 # that a server merging trailers would take as ours).
 _TRAILER_REMOVED: Final = (_HOP_BY_HOP | _PROXY_SET | {b"trailer"}) - _TRAILER_REFUSED
 _PROTO_BYTES: Final = {"http": b"http", "https": b"https"}
+# One forwarded-pair of a Forwarded element (RFC 7239 4) and the separator after it: ";"
+# (same element), "," (next element) or the end. A value this does not read is dropped.
+_FORWARDED_PAIR: Final = re.compile(
+    rb"[ \t]*(?:([!#$%&'*+.^_`|~0-9A-Za-z-]+)=(\"(?:[^\"\\]|\\.)*\"|[!#$%&'*+.^_`|~0-9A-Za-z-]*))?"
+    rb"[ \t]*([;,]|\Z)"
+)
 _STATUS_LINE_STARTS: Final = {code: b"HTTP/1.1 %d " % code for code in range(100, 600)}
 # RFC 9110 renamed these; http.HTTPStatus still has the RFC 2616 phrases.
 _PHRASE_OVERRIDES: Final = {
@@ -151,17 +169,18 @@ _valid_hosts: Final[dict[bytes, bytes]] = {}
 _SHAPE_MAX_NAME_BYTES: Final = 2048
 _request_shapes: Final[dict[tuple[bytes, ...], _Shape]] = {}
 _response_shapes: Final[dict[tuple[bytes, ...], _Shape]] = {}
-# Our forwarding header lines by (client IP, Host, proto), for requests that carry none.
-_forwarding_memo: Final[dict[tuple[str, bytes, str], bytes]] = {}
 
 
 @dataclass(frozen=True)
 class HeadLimits:
-    """Size limits for one message head (nginx/HAProxy-like defaults)."""
+    """Size limits for one message head (nginx/HAProxy-like defaults), and for a request
+    body: `max_request_body` bytes, 0 for no limit (checked here for a Content-Length; the
+    proxy counts a chunked body as it arrives)."""
 
     max_header_bytes: int = 32768
     max_headers: int = 100
     max_request_line: int = 8192
+    max_request_body: int = 0
 
 
 # init=False and a written-out __init__: the dataclass-generated one stays interpreted
@@ -285,6 +304,7 @@ class _Controls:
         "forwarding",
         "hosts",
         "keep_alive",
+        "loop_marks",
         "named",
         "transfer_encodings",
     )
@@ -297,7 +317,8 @@ class _Controls:
         self.close = False
         self.keep_alive = False
         self.expect_continue = False
-        self.forwarding = False  # X-Forwarded-* or Forwarded present
+        self.forwarding = False  # X-Forwarded-*, Forwarded or X-Real-IP present
+        self.loop_marks: tuple[bytes, ...] = ()  # X-Bascule-Loop values
 
 
 _NO_CONTROLS: Final = _Controls()  # never written to: only read when no header was noted
@@ -312,15 +333,17 @@ def check_request_head(
     version: str,
     headers: list[Header],
     limits: HeadLimits,
+    loop_id: bytes = b"",
 ) -> RequestHead:
     """Validate a parsed request head; raise ClientProtocolError(status, reason) if unsafe.
 
     `version` is "1.1"/"1.0" (anything else is refused); `headers` are (name, value)
-    as llhttp reports them (see `heads.fields`). The caller answers a rejection with
-    `error_response` and closes the connection.
+    as llhttp reports them (see `heads.fields`). A request whose X-Bascule-Loop names
+    `loop_id` (this instance, see ForwardingPolicy) is refused with 508. The caller answers
+    a rejection with `error_response` and closes the connection.
     """
     try:
-        return _check_request(method, target, version, headers, limits)
+        return _check_request(method, target, version, headers, limits, loop_id)
     except _PolicyError as reject:
         raise ClientProtocolError(reject.status, reject.reason) from None
 
@@ -331,6 +354,7 @@ def _check_request(
     version: str,
     headers: list[Header],
     limits: HeadLimits,
+    loop_id: bytes = b"",
 ) -> RequestHead:
     if version != "1.1" and version != "1.0":
         raise _PolicyError(505, f"HTTP version {version!r} is not supported (use 1.1 or 1.0)")
@@ -346,11 +370,20 @@ def _check_request(
     shape = _checked_shape(headers, limits, "request", _REQUEST_NOTED)
     kept = shape.kept_of(headers)
     controls = _read_controls(headers, shape.noted, "request") if shape.noted else _NO_CONTROLS
+    if controls.loop_marks and loop_id:
+        _check_loop(controls.loop_marks, loop_id)
     if controls.content_lengths or controls.transfer_encodings:
         content_length, chunked = _framing(controls, "request")
         if chunked and version == "1.0":
             # RFC 9112 6.1: Transfer-Encoding in an HTTP/1.0 message means faulty framing.
             raise _PolicyError(400, "Transfer-Encoding in an HTTP/1.0 request (use HTTP/1.1)")
+        body_limit = limits.max_request_body
+        if body_limit and content_length is not None and content_length > body_limit:
+            raise _PolicyError(
+                413,
+                f"request body of {content_length} bytes (Content-Length) is over "
+                f"http.max_request_body, {body_limit} bytes",
+            )
     else:
         content_length, chunked = None, False
     host = _request_host(controls.hosts, version)
@@ -374,6 +407,17 @@ def _check_request(
         controls.expect_continue and http11,
         controls.forwarding,
     )
+
+
+def _check_loop(marks: tuple[bytes, ...], loop_id: bytes) -> None:
+    for mark in marks:
+        if loop_id in mark:
+            raise _PolicyError(
+                508,
+                f"request loop detected: this request already passed through this Bascule "
+                f"(X-Bascule-Loop {_show(loop_id)}); a backend server is one of its own "
+                "frontends, directly or through another proxy",
+            )
 
 
 def _check_method(method: bytes) -> None:
@@ -468,28 +512,154 @@ def _with_host_header(kept: list[Header], host: bytes) -> list[Header]:
     return [(b"Host", host), *kept]
 
 
+class ForwardingPolicy:
+    """How one frontend writes the forwarding headers: built once per config.
+
+    Every request gets our X-Forwarded-For, X-Forwarded-Proto, X-Forwarded-Host (when
+    there is a Host), Forwarded and X-Real-IP lines, and X-Bascule-Loop when `instance`
+    is set. What the client sent in those headers depends on `replace` and on trust:
+
+    * `replace`: all of it is dropped, whoever the client is (an edge proxy).
+    * append (the default), a client in `networks`: its X-Forwarded-For and Forwarded
+      elements are kept and ours appended, and its X-Forwarded-Proto, X-Forwarded-Host
+      and X-Real-IP are passed on instead of ours (a proxy we trust knows better).
+    * append, any other client: X-Forwarded-For is kept and appended to (what HAProxy and
+      nginx do), its Forwarded elements keep only their `for=` (a client's claims of proto
+      or host are not passed on), and ours replace its X-Forwarded-Proto, -Host and
+      X-Real-IP.
+
+    So the last Forwarded element and the rightmost X-Forwarded-For address are always
+    the ones we added. Loop detection uses a private header rather than Via (RFC 9110
+    7.6.3) because servers act on Via: nginx's `gzip_proxied off`, its default, stops
+    compressing any request that carries one.
+    """
+
+    __slots__ = ("_lines", "_marker", "_proto", "instance", "networks", "replace")
+
+    def __init__(
+        self,
+        networks: Sequence[str] = (),
+        replace: bool = False,
+        instance: bytes = b"",
+        proto: str = "http",
+    ) -> None:
+        self.networks = tuple(ipaddress.ip_network(network) for network in networks)
+        self.replace = replace
+        self.instance = instance  # this process's loop-detection id; b"" for none
+        self._proto = _PROTO_BYTES.get(proto) or proto.encode("ascii")
+        self._marker = b"%b: %b\r\n" % (LOOP_HEADER, instance) if instance else b""
+        # Our lines by (client IP, Host), for requests that carry no forwarding header.
+        self._lines: dict[tuple[str, bytes], bytes] = {}
+
+    def trusts(self, client_ip: str) -> bool:
+        """Is `client_ip` in a trusted network? Asked once per client connection."""
+        if not self.networks:
+            return False
+        try:
+            address = ipaddress.ip_address(client_ip)
+        except ValueError:
+            return False  # not an IP peer (a unix socket)
+        if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+            address = address.ipv4_mapped  # a dual-stack listener's IPv4 client
+        return any(address in network for network in self.networks)
+
+    def lines(self, client_ip: str, host: bytes) -> bytes:
+        """Our forwarding header lines for a request that carries none (memoized)."""
+        key = (client_ip, host)
+        found = self._lines.get(key)
+        if found is not None:
+            return found
+        found = self._fields(client_ip, host, _NO_PRIOR)
+        if len(host) <= _MEMO_HOST_MAX:
+            if len(self._lines) >= _MEMO_LIMIT:
+                self._lines.clear()  # many clients: start over rather than grow without bound
+            self._lines[key] = found
+        return found
+
+    def merged(self, client_ip: str, host: bytes, prior: _Prior, trusted: bool) -> bytes:
+        """Our forwarding header lines for a request that carried `prior`."""
+        if self.replace:
+            return self.lines(client_ip, host)
+        if not trusted:
+            prior = _Prior(prior.for_, _for_only(prior.forwarded), None, None, None)
+        return self._fields(client_ip, host, prior)
+
+    def _fields(self, client_ip: str, host: bytes, prior: _Prior) -> bytes:
+        ip = client_ip.encode("ascii")
+        proto = self._proto
+        # RFC 7239 6: an IPv6 node is bracketed and quoted; host is a token or quoted-string.
+        node = b'"[' + ip + b']"' if ":" in client_ip else ip or b"unknown"
+        element = b"for=" + node + b";host=" + _token_or_quoted(host) if host else b"for=" + node
+        shown_host = prior.host if prior.host is not None else host
+        return b"".join(
+            (
+                b"X-Forwarded-For: ",
+                _appended(prior.for_, ip) if prior.for_ else ip,
+                b"\r\nX-Forwarded-Proto: ",
+                proto if prior.proto is None else prior.proto,
+                b"\r\nX-Forwarded-Host: " + shown_host if shown_host else b"",
+                b"\r\nForwarded: ",
+                _appended(prior.forwarded, element + b";proto=" + proto),
+                b"\r\nX-Real-IP: ",
+                ip if prior.real_ip is None else prior.real_ip,
+                b"\r\n",
+                self._marker,
+            )
+        )
+
+
+class _Prior:
+    """The forwarding headers a client sent: every X-Forwarded-For and Forwarded value,
+    the first X-Forwarded-Proto, X-Forwarded-Host and X-Real-IP (None when absent)."""
+
+    __slots__ = ("for_", "forwarded", "host", "proto", "real_ip")
+
+    def __init__(
+        self,
+        for_: list[bytes],
+        forwarded: list[bytes],
+        proto: bytes | None,
+        host: bytes | None,
+        real_ip: bytes | None,
+    ) -> None:
+        self.for_ = for_
+        self.forwarded = forwarded
+        self.proto = proto
+        self.host = host
+        self.real_ip = real_ip
+
+
+_NO_PRIOR: Final = _Prior([], [], None, None, None)
+# Without a frontend (tests, tools): no trusted network, no loop marker.
+_DEFAULT_POLICIES: Final = {"http": ForwardingPolicy(), "https": ForwardingPolicy(proto="https")}
+
+
 def upstream_request_head(
     head: RequestHead,
     client_ip: str,
     client_port: int,
     proto: str = "http",
     lines: bytes | None = None,
+    policy: ForwardingPolicy | None = None,
+    trusted: bool = False,
 ) -> bytes:
     """The request head to send to a server, always HTTP/1.1 and keep-alive by default.
 
-    Client-sent X-Forwarded-For and Forwarded values are kept and our hop is appended (like
-    nginx's $proxy_add_x_forwarded_for); X-Forwarded-Proto and X-Forwarded-Host are set.
-    `client_port` is accepted for interface stability but not sent: RFC 7239 allows a port
-    in for=, but it only helps correlate logs and leaks client details to every server.
-    `lines`, when given, are `head.headers` already written as "Name: value" lines.
+    The forwarding headers follow `policy` (see ForwardingPolicy; without one, a
+    policy for `proto` that trusts no client), `trusted` saying whether the client is in
+    its trusted networks. `client_port` is accepted for interface stability but not sent:
+    RFC 7239 allows a port in for=, but it only helps correlate logs and leaks client
+    details to every server. `lines`, when given, are `head.headers` already written as
+    "Name: value" lines.
     """
+    if policy is None:
+        policy = _DEFAULT_POLICIES.get(proto) or ForwardingPolicy(proto=proto)
     headers = head.headers
     if head.has_forwarding_headers:
-        headers, prior_for, prior_forwarded = _split_forwarding(headers)
-        ours = _forwarding_fields(client_ip, head.host, proto, prior_for, prior_forwarded)
+        headers, prior = _split_forwarding(headers)
+        ours = policy.merged(client_ip, head.host, prior, trusted)
     else:
-        key = (client_ip, head.host, proto)
-        ours = _forwarding_memo.get(key) or _remember_forwarding(key)
+        ours = policy.lines(client_ip, head.host)
     if head.content_length is not None:
         framing = b"Content-Length: %d\r\n\r\n" % head.content_length
     elif head.chunked:
@@ -529,54 +699,63 @@ def _header_lines(headers: list[Header]) -> tuple[bytes, ...]:
     return (b"".join(pieces),)
 
 
-def _split_forwarding(headers: list[Header]) -> tuple[list[Header], list[bytes], list[bytes]]:
-    """Headers without X-Forwarded-* / Forwarded, and the client's XFF and Forwarded values."""
+def _split_forwarding(headers: list[Header]) -> tuple[list[Header], _Prior]:
+    """Headers without X-Forwarded-* / Forwarded / X-Real-IP, and what the client sent in them."""
     kept: list[Header] = []
-    prior_for: list[bytes] = []
-    prior_forwarded: list[bytes] = []
+    prior = _Prior([], [], None, None, None)
     memo = _lowered_names
     for name, value in headers:
         lname = memo.get(name) or name.lower()
         if lname not in _PROXY_SET:
             kept.append((name, value))
         elif lname == b"x-forwarded-for":
-            prior_for.append(value)
+            prior.for_.append(value)
         elif lname == b"forwarded":
-            prior_forwarded.append(value)
-    return kept, prior_for, prior_forwarded
+            prior.forwarded.append(value)
+        elif lname == b"x-forwarded-proto":
+            prior.proto = _first_claim(prior.proto, value)
+        elif lname == b"x-forwarded-host":
+            prior.host = _first_claim(prior.host, value)
+        else:
+            prior.real_ip = _first_claim(prior.real_ip, value)
+    return kept, prior
 
 
-def _remember_forwarding(key: tuple[str, bytes, str]) -> bytes:
-    fields = _forwarding_fields(*key, [], [])
-    if len(key[1]) > _MEMO_HOST_MAX:
-        return fields
-    if len(_forwarding_memo) >= _MEMO_LIMIT:
-        _forwarding_memo.clear()  # many clients: start over rather than grow without bound
-    _forwarding_memo[key] = fields
-    return fields
+def _first_claim(current: bytes | None, value: bytes) -> bytes | None:
+    """The first non-empty value of a single-valued header (its first list member)."""
+    if current is not None:
+        return current
+    first = value.split(b",", 1)[0].strip(b" \t")
+    return first or None
 
 
-def _forwarding_fields(
-    client_ip: str, host: bytes, proto: str, prior_for: list[bytes], prior_forwarded: list[bytes]
-) -> bytes:
-    """Our X-Forwarded-For/-Proto/-Host and Forwarded header lines, each ending in CRLF."""
-    ip = client_ip.encode("ascii")
-    proto_bytes = _PROTO_BYTES.get(proto) or proto.encode("ascii")
-    # RFC 7239 6: an IPv6 node is bracketed and quoted; host is a token or quoted-string.
-    node = b'"[' + ip + b']"' if ":" in client_ip else ip or b"unknown"
-    element = b"for=" + node + b";host=" + _token_or_quoted(host) if host else b"for=" + node
-    return b"".join(
-        (
-            b"X-Forwarded-For: ",
-            _appended(prior_for, ip) if prior_for else ip,
-            b"\r\nX-Forwarded-Proto: ",
-            proto_bytes,
-            b"\r\nX-Forwarded-Host: " + host if host else b"",
-            b"\r\nForwarded: ",
-            _appended(prior_forwarded, element + b";proto=" + proto_bytes),
-            b"\r\n",
-        )
-    )
+def _for_only(values: list[bytes]) -> list[bytes]:
+    """The `for=` pairs of Forwarded values, one element each: what an untrusted client's
+    Forwarded may pass on (its path of addresses, like X-Forwarded-For). Elements without
+    `for=` are dropped, and so is a whole value that does not parse (RFC 7239 4)."""
+    kept: list[bytes] = []
+    for value in values:
+        elements: list[bytes] = []
+        current: bytes | None = None
+        position, size = 0, len(value)
+        while position < size:
+            match = _FORWARDED_PAIR.match(value, position)
+            if match is None:
+                elements = []
+                current = None
+                break
+            name, pair_value, separator = match.groups()
+            if name is not None and name.lower() == b"for" and current is None:
+                current = b"for=" + pair_value
+            if separator != b";":  # "," or the end: the element is over
+                if current is not None:
+                    elements.append(current)
+                current = None
+            position = match.end()
+        if current is not None:
+            elements.append(current)
+        kept.extend(elements)
+    return kept
 
 
 def _appended(prior: list[bytes], ours: bytes) -> bytes:
@@ -730,11 +909,25 @@ class RequestMemo:
     is always what `check_request_head` + `upstream_request_head` give.
     """
 
-    __slots__ = ("_client_ip", "_client_port", "_fields", "_head", "_raw", "_suffix", "_wire")
+    __slots__ = (
+        "_client_ip",
+        "_client_port",
+        "_fields",
+        "_head",
+        "_policy",
+        "_raw",
+        "_suffix",
+        "_trusted",
+        "_wire",
+    )
 
-    def __init__(self, client_ip: str, client_port: int) -> None:
+    def __init__(
+        self, client_ip: str, client_port: int, policy: ForwardingPolicy | None = None
+    ) -> None:
         self._client_ip = client_ip
         self._client_port = client_port
+        self._policy = _DEFAULT_POLICIES["http"] if policy is None else policy
+        self._trusted = self._policy.trusts(client_ip)  # once per connection
         self._raw = b""  # the last head as received
         self._fields = b""  # its bytes after the request line
         self._head: RequestHead | None = None
@@ -760,12 +953,20 @@ class RequestMemo:
             return self._retargeted(raw, memo, target)
         headers: list[Header] = []
         as_written = read_fields(raw, start, "request", headers)
-        head = check_request_head(method, target, version, headers, limits)
+        policy = self._policy
+        head = check_request_head(method, target, version, headers, limits, policy.instance)
         # Every field passed on unchanged and each line as the proxy would write it:
         # send the client's field lines as they are (the same bytes, without a join).
         same = as_written and head.headers is headers and not head.has_forwarding_headers
         lines = raw[start : len(raw) - 2] if same else None
-        wire = upstream_request_head(head, self._client_ip, self._client_port, lines=lines)
+        wire = upstream_request_head(
+            head,
+            self._client_ip,
+            self._client_port,
+            lines=lines,
+            policy=policy,
+            trusted=self._trusted,
+        )
         if plain:
             self._raw, self._fields, self._head, self._wire = raw, raw[start - 2 :], head, wire
             self._suffix = wire[len(method) + 1 + len(target) :]
@@ -1023,6 +1224,8 @@ def _read_controls(
                 controls.expect_continue = True
         elif lname in _PROXY_SET:
             controls.forwarding = True
+        elif lname == _LOOP_NAME:
+            controls.loop_marks += (value,)
         elif lname in _CGI_FRAMING_ALIASES:
             raise _PolicyError(
                 400, f"header '{_show(lname)}' in the {side} could be read as framing by CGI"

@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import errno
 import logging
+import secrets
 import socket
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any, Final, Protocol, cast
@@ -27,7 +28,7 @@ from typing import TYPE_CHECKING, Any, Final, Protocol, cast
 from bascule.errors import LOCAL_RESOURCE_ERRNOS, LocalResourceError, StartupError
 from bascule.logthrottle import ThrottledLog
 from bascule.model import ServerView
-from bascule.proxy.http_policy import HeadLimits, RequestHead
+from bascule.proxy.http_policy import ForwardingPolicy, HeadLimits, RequestHead
 from bascule.proxy.pool import UpstreamPool
 from bascule.proxy.runtime import BackendRuntime
 from bascule.proxy.timers import now
@@ -65,6 +66,7 @@ class FrontendRuntime:
         backends: dict[str, BackendRuntime],
         loop: asyncio.AbstractEventLoop,
         pool: UpstreamPool,
+        instance_id: bytes | None = None,
     ) -> None:
         self.config = config
         self.name = config.name
@@ -81,6 +83,15 @@ class FrontendRuntime:
             max_header_bytes=config.http.max_header_bytes,
             max_headers=config.http.max_headers,
             max_request_line=config.http.max_request_line,
+            max_request_body=config.http.max_request_body,
+        )
+        # This frontend's id in X-Bascule-Loop (loop detection): random, so it tells a
+        # server nothing, and one per frontend, so that a frontend may forward to another
+        # while a request that comes back to the same frontend is a loop.
+        if instance_id is None:
+            instance_id = secrets.token_hex(8).encode("ascii")
+        self.forwarding = ForwardingPolicy(
+            config.trusted_networks, config.forwarded == "replace", instance_id
         )
         self.tcp_idle_timeout = max(
             config.timeouts.client, self.default_backend.config.timeouts.server

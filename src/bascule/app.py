@@ -105,13 +105,22 @@ class App:
         fitted = plan(
             limit,
             reserved,
-            [FrontendLimit(f.name, f.config.max_connections) for f in self.frontends],
+            [
+                FrontendLimit(
+                    f.name,
+                    f.config.max_connections,
+                    explicit="max_connections" in f.config.model_fields_set,
+                )
+                for f in self.frontends
+            ],
         )
         for frontend in self.frontends:
             frontend.max_connections = fitted.max_connections[frontend.name]
         warning = fitted.warning()
         if warning is not None:
-            self.journal.record("daemon.fd_limit", "bascule", warning, logging.WARNING)
+            # Lowering only the default (10000) is no one's mistake: said, not warned.
+            level = logging.WARNING if fitted.lowered_explicit else logging.INFO
+            self.journal.record("daemon.fd_limit", "bascule", warning, level)
         log.info(
             "file descriptor limit %d: up to %d client connections (%s)",
             limit,

@@ -31,6 +31,10 @@ FDS_PER_VRRP_INSTANCE = 4  # raw sockets (advert, ARP/NA), netlink
 class FrontendLimit:
     name: str
     max_connections: int  # as configured; 0 = unlimited
+    # Written in the file (the frontend or `defaults:`), not Bascule's default: only
+    # lowering such a value is the operator's business (HAProxy, too, warns only about
+    # a maxconn it was given, and sizes an unset one to the limit silently).
+    explicit: bool = True
 
 
 @dataclass(frozen=True)
@@ -49,8 +53,13 @@ class FdPlan:
         """The limit that would carry every finite configured value."""
         return self.reserved + FDS_PER_CONNECTION * self.wanted
 
+    @property
+    def lowered_explicit(self) -> bool:
+        """Was a value written in the configuration lowered (not just the default)?"""
+        return any(f.explicit for f in self.lowered)
+
     def warning(self) -> str | None:
-        """The operator's warning when configured values were lowered, else None."""
+        """What was lowered and how to raise the limit, or None when nothing was."""
         if not self.lowered:
             return None
         lowered = ", ".join(

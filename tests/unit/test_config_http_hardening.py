@@ -99,3 +99,17 @@ def test_forwarding_settings_are_refused_on_a_tcp_frontend(key: str) -> None:
 def test_defaults_forwarding_settings_skip_tcp_frontends() -> None:
     defaults = 'defaults: {trusted_networks: ["10.0.0.0/8"], forwarded: replace}\n'
     assert config(defaults=defaults, mode="tcp").frontends[0].trusted_networks == ()
+
+
+@pytest.mark.parametrize(
+    ("written", "meant"),
+    [
+        ("max_request_body: 1m", "http.max_request_body"),
+        ("client_max_body_size: 1m", "http.max_request_body"),
+        ("keepalive_timeout: 75s", "timeouts.http_keep_alive"),
+    ],
+)
+def test_an_http_setting_at_the_wrong_level_says_where_it_belongs(written: str, meant: str) -> None:
+    (problem,) = problems(written + "\n")
+    key = written.split(":")[0]
+    assert f'unknown key "{key}" ("{key}" is called "{meant}" here;' in problem

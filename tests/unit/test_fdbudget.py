@@ -60,6 +60,16 @@ def test_the_warning_says_the_limit_the_figure_and_how_to_raise_it() -> None:
     assert plan(100_000, 38, [FrontendLimit("web", 10000)]).warning() is None
 
 
+def test_only_a_written_value_lowered_is_a_warning_the_default_is_just_said() -> None:
+    default_only = plan(20000, 38, [FrontendLimit("web", 10000, explicit=False)])
+    assert default_only.warning() is not None  # still logged, at info
+    assert not default_only.lowered_explicit
+    written = plan(
+        20000, 38, [FrontendLimit("web", 10000, explicit=False), FrontendLimit("api", 9000)]
+    )
+    assert written.lowered_explicit
+
+
 def test_a_throttled_log_writes_one_line_a_second_and_counts_the_rest(
     caplog: pytest.LogCaptureFixture,
 ) -> None:

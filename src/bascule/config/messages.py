@@ -37,6 +37,15 @@ KEY_SYNONYMS: Mapping[str, str] = {
     "max_fails": "passive.max_fails",
     "fail_timeout": "passive.fail_timeout",
     "hard-stop-after": "global.grace",
+    # HTTP limits, written at the frontend's top level or in nginx's words.
+    "max_request_body": "http.max_request_body",
+    "client_max_body_size": "http.max_request_body",
+    "max_header_bytes": "http.max_header_bytes",
+    "max_headers": "http.max_headers",
+    "max_request_line": "http.max_request_line",
+    "keepalive_timeout": "timeouts.http_keep_alive",
+    "http_keep_alive": "timeouts.http_keep_alive",
+    "http_request": "timeouts.http_request",
     # Health checks, in HAProxy's and Envoy's words.
     "inter": "interval",
     "fastinter": "fast_interval",

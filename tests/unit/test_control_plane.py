@@ -203,6 +203,25 @@ def test_an_ejection_ends_at_its_computed_time_and_the_next_one_lasts_twice_as_l
     assert plane.clock.now() - again_at == pytest.approx(20.0, abs=1e-9)
 
 
+def test_a_checked_server_is_checked_at_once_when_its_ejection_ends_and_back_if_it_passes() -> None:
+    passive = "passive: {max_fails: 1, fail_timeout: 3s}\n"
+    plane = Plane(tcp_check(interval="10s") + passive + servers(S1, S2))
+    plane.clock.run_until(lambda: len(plane.probe.times(8001)) == 1, 10.0)  # a first pass
+    plane.controller.failure(plane.view("s1"), "connection reset")
+    ejected_at = plane.clock.now()
+
+    over = plane.until_event("server.ejection_over", "be/s1")
+    assert plane.at(over) == pytest.approx(ejected_at + 3.0, abs=1e-9)
+    assert over.message == (
+        "server be/s1 ejection time over; back in traffic once an active check passes"
+    )
+    # Not at its next 10s interval: the check runs as the ejection ends.
+    assert plane.probe.times(8001)[-1] == pytest.approx(ejected_at + 3.0, abs=1e-9)
+    (up,) = plane.events("server.up", "be/s1")
+    assert plane.at(up) == plane.at(over)
+    assert plane.view("s1").state is ServerState.UP
+
+
 def test_consecutive_5xx_eject_until_the_timeout_then_traffic_returns() -> None:
     passive = "passive: {consecutive_5xx: 2, fail_timeout: 5s}\n"
     plane = Plane("check: {type: none}\n" + passive + servers(S1, S2))

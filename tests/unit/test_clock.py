@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from functools import partial
 
 import pytest
 
@@ -10,11 +11,15 @@ from bascule.clock import Clock, FakeClock, LoopClock
 from bascule.health.ticks import MAX_TICK, MIN_TICK, TickTimers, tick_for
 
 
+def note(notes: list[tuple[str, float]], clock: Clock, name: str) -> None:
+    notes.append((name, clock.now()))
+
+
 def test_callbacks_run_in_time_order_each_at_its_own_time() -> None:
     clock = FakeClock(start=10.0)
     ran: list[tuple[str, float]] = []
     for name, when in (("c", 13.0), ("a", 11.0), ("b", 12.0), ("a2", 11.0)):
-        clock.call_at(when, lambda name=name: ran.append((name, clock.now())))
+        clock.call_at(when, partial(note, ran, clock, name))
     clock.call_at(11.5, lambda: ran.append(("cancelled", 0.0))).cancel()
 
     assert clock.advance(1.9) == 2
@@ -99,7 +104,7 @@ def test_tick_timers_run_callbacks_at_the_nearest_tick_in_order() -> None:
     timers = TickTimers(clock, 0.02)
     fired: list[tuple[str, float]] = []
     for name, delay in (("c", 0.15), ("a", 0.05), ("b", 0.1), ("b2", 0.109)):
-        timers.call_later(delay, lambda name=name: fired.append((name, clock.now())))
+        timers.call_later(delay, partial(note, fired, clock, name))
     timers.call_later(0.07, lambda: fired.append(("cancelled", 0.0))).cancel()
     clock.advance(0.25)
     timers.close()

@@ -7,6 +7,7 @@ user would read or get: the event and its moment, the state and weight traffic s
 
 from __future__ import annotations
 
+import itertools
 import random
 import textwrap
 from collections.abc import Callable
@@ -162,6 +163,49 @@ def test_a_down_server_comes_back_up_at_its_second_passing_check() -> None:
     assert plane.at(up) == pytest.approx(passes[1], abs=1e-9)
     assert up.message == "server be/s1 UP after 2/2 checks"
     assert plane.view("s1").state is ServerState.UP
+
+
+def test_checks_come_at_fast_interval_while_changing_and_down_interval_while_down() -> None:
+    check = "check: {type: tcp, interval: 10s, fast_interval: 1s, down_interval: 5s, fall: 3}\n"
+    plane = Plane(check + NO_PASSIVE + servers(S1))
+    plane.clock.run_until(lambda: len(plane.probe.times(8001)) == 2, 20.0)
+    plane.probe.failing.add(8001)
+    plane.until_event("server.down", "be/s1")
+    plane.clock.run_until(lambda: len(plane.probe.times(8001, passed=False)) == 5, 20.0)
+    plane.probe.failing.clear()
+    plane.until_event("server.up", "be/s1")
+    plane.clock.run_until(lambda: len(plane.probe.times(8001)) == 10, 20.0)
+
+    times = plane.probe.times(8001)
+    # The wait before each check, and what that check found:
+    gaps = [round(later - earlier, 9) for earlier, later in itertools.pairwise(times)]
+    assert gaps == [
+        10.0,  # UP: interval (a pass)
+        10.0,  # the first failure
+        1.0,  # changing state: fast_interval (second failure)
+        1.0,  # third failure: DOWN
+        5.0,  # DOWN: down_interval
+        5.0,
+        5.0,  # the first pass
+        1.0,  # rising: fast_interval; the second pass: UP
+        10.0,  # UP: interval again
+    ], gaps
+
+
+def test_first_checks_spread_over_one_interval_and_a_server_in_maint_is_not_checked() -> None:
+    many = [f"{{name: s{i}, address: 127.0.0.1, port: {9000 + i}}}" for i in range(100)]
+    maint = "{name: m, address: 127.0.0.1, port: 8999, initial_state: maint}"
+    plane = Plane(tcp_check() + NO_PASSIVE + servers(*many, maint))
+    plane.clock.advance(2.0)
+
+    firsts = sorted(plane.probe.times(port)[0] for port in range(9000, 9100))
+    assert plane.start <= firsts[0] and firsts[-1] <= plane.start + 2.0
+    # Spread, not all at once (HAProxy spreads its first checks too): random, so any
+    # tenth of the interval holds about a tenth of them; 30 leaves room for chance.
+    assert max(sum(1 for t in firsts if t0 <= t < t0 + 0.2) for t0 in firsts) <= 30
+    plane.clock.advance(60.0)
+    assert plane.probe.times(8999) == []
+    assert plane.view("m").state is ServerState.MAINT
 
 
 def test_a_slow_probe_delays_the_next_check_by_its_own_duration() -> None:

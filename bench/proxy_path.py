@@ -76,11 +76,12 @@ def varied_requests(count: int) -> list[bytes]:
 async def run(n: int, rounds: int, profile: bool, vary: bool) -> None:
     app = App(load_config_text(CONFIG))
     loop = asyncio.get_running_loop()
+    from bascule.clock import LoopClock
     from bascule.control.plane import BackendController
     from bascule.proxy.listener import FrontendRuntime
 
     backend = app.config.backends[0]
-    controller = BackendController(backend, {}, app.journal, loop)
+    controller = BackendController(backend, {}, app.journal, LoopClock(loop))
     frontend = FrontendRuntime(app.config.frontends[0], {"be": controller.runtime}, loop, app.pool)
     server = controller.runtime.snapshot.servers[0]
     upstream = UpstreamConnection(loop, server, app.pool, frontend.limits, 30.0)

@@ -8,6 +8,7 @@ import resource
 import signal
 from typing import TYPE_CHECKING
 
+from bascule.clock import LoopClock
 from bascule.config import Config
 from bascule.control.journal import Journal
 from bascule.control.plane import BackendController
@@ -57,13 +58,14 @@ class App:
         # no epoll set or loop reader behind.
         checks = [s.check for b in self.config.backends for s in b.servers]
         intervals = check_intervals(check for check in checks if check.type != "none")
-        self._shared_checks = SharedChecks(loop, intervals)
+        clock = LoopClock(loop)  # the control plane's time and timers
+        self._shared_checks = SharedChecks(clock, intervals)
         for backend in self.config.backends:
             self.controllers[backend.name] = BackendController(
                 backend,
                 addresses[backend.name],
                 self.journal,
-                loop,
+                clock,
                 shared_checks=self._shared_checks,
                 frontends=self.config.frontends_using(backend.name),
             )

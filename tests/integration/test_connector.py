@@ -6,17 +6,17 @@ import asyncio
 import errno
 import os
 import socket
-from collections.abc import Callable
 from random import Random
 
+from bascule.clock import LoopClock
 from bascule.health.connector import MAX_IDLE, TIMED_OUT, Connector
 from bascule.health.probes import TcpCheckSpec
 from bascule.health.runner import CheckPlan, HealthRunner
 from bascule.health.server_state import RiseFall, ServerStateMachine
 from bascule.health.state import CheckTiming
-from bascule.health.ticks import MAX_TICK, MIN_TICK, TickTimers, tick_for
 from bascule.model import ServerView
 from check_servers import FullBacklog, closed_port
+from waiting import until
 
 HOST = "127.0.0.1"
 TIME_WAIT = "06"  # the state column of /proc/net/tcp
@@ -133,7 +133,7 @@ async def test_one_failing_callback_does_not_lose_the_others() -> None:
         connector.connect(socket.AF_INET, (HOST, port), 1.0, broken)
         assert await connect_once(connector, port) == 0
         connector.connect(socket.AF_INET, (HOST, port), 1.0, seen.append)
-        await asyncio.sleep(0.05)
+        await until(lambda: seen, what="the second caller's outcome")
         assert seen == [0]
     finally:
         connector.close()
@@ -167,63 +167,19 @@ async def test_a_server_refused_at_once_keeps_being_checked_and_so_do_the_others
     ]
     results: dict[str, list[bool]] = {good.key: [], unroutable.key: []}
     runner = HealthRunner(
-        loop, plans, machines, lambda key, result: results[key].append(result.ok), Random(1)
+        LoopClock(loop), plans, machines, lambda key, r: results[key].append(r.ok), Random(1)
     )
     runner.start()
     try:
-        await asyncio.sleep(1.0)
+        await until(
+            lambda: all(len(seen) >= 7 for seen in results.values()),
+            what=lambda: f"7 checks of each server at 100ms intervals: {results}",
+        )
     finally:
         runner.stop()
         server.close()
-    assert len(results[good.key]) >= 7 and all(results[good.key])
-    assert len(results[unroutable.key]) >= 7 and not any(results[unroutable.key])
-
-
-# -- tick timers ---------------------------------------------------------------------------
-
-
-def test_the_tick_is_a_tenth_of_the_shortest_interval_within_bounds() -> None:
-    assert tick_for([1.0, 2.0]) == MAX_TICK
-    assert tick_for([0.1, 1.0]) == 0.01
-    assert tick_for([0.001]) == MIN_TICK
-    assert tick_for([]) == MAX_TICK
-
-
-async def test_tick_timers_run_callbacks_near_their_time_in_order() -> None:
-    loop = asyncio.get_running_loop()
-    timers = TickTimers(loop, 0.02)
-    start = loop.time()
-    fired: list[tuple[str, float]] = []
-
-    def firing(name: str) -> Callable[[], None]:
-        return lambda: fired.append((name, loop.time() - start))
-
-    for name, delay in (("c", 0.15), ("a", 0.05), ("b", 0.1)):
-        timers.call_later(delay, firing(name))
-    cancelled = timers.call_later(0.07, lambda: fired.append(("cancelled", 0.0)))
-    cancelled.cancel()
-    await asyncio.sleep(0.25)
-    timers.close()
-    assert [name for name, _ in fired] == ["a", "b", "c"]
-    for (_, at), wanted in zip(fired, (0.05, 0.1, 0.15), strict=True):
-        # at most half a tick early; late only by what the loop itself adds
-        assert wanted - 0.011 <= at <= wanted + 0.03
-
-
-async def test_a_failing_timer_callback_does_not_stop_the_others() -> None:
-    loop = asyncio.get_running_loop()
-    timers = TickTimers(loop, 0.01)
-    fired: list[str] = []
-
-    def broken() -> None:
-        raise RuntimeError("a bug in one server's callback")
-
-    timers.call_later(0.02, broken)
-    timers.call_later(0.02, lambda: fired.append("same tick"))
-    timers.call_later(0.05, lambda: fired.append("later tick"))
-    await asyncio.sleep(0.1)
-    timers.close()
-    assert fired == ["same tick", "later tick"]
+    assert all(results[good.key])
+    assert not any(results[unroutable.key])
 
 
 async def test_a_conversation_may_close_the_connector_from_its_own_callback() -> None:

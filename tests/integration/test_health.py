@@ -24,10 +24,8 @@ from check_servers import closed_port, flapping, response, silent
 from client import get, request
 from harness import free_port, running
 from tcp_servers import LIVE, Handler, TcpServer, echo, greet_then_echo
+from waiting import DEADLINE, POLL, until
 
-# How long any awaited change may take before the test fails (a loaded 2-core machine).
-DEADLINE = 3.0
-POLL = 0.01
 HEALTH = b"/health"
 
 TCP_CHECK = "check: {type: tcp, interval: 200ms, timeout: 150ms, rise: 2, fall: 2}"
@@ -114,12 +112,7 @@ def agent_saying(answers: list[bytes]) -> Handler:
 
 
 async def wait_until(condition: Callable[[], bool], what: Callable[[], str]) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + DEADLINE
-    while not condition():
-        if loop.time() > deadline:
-            raise AssertionError(f"not within {DEADLINE}s: {what()}")
-        await asyncio.sleep(POLL)
+    await until(condition, DEADLINE, what)
 
 
 def events(app: App, kind: str, subject: str | None = None) -> list[Event]:

@@ -10,11 +10,11 @@ plane never asks "is this server healthy?": it only picks from snapshots.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import random
 from collections.abc import Sequence
 
+from bascule.clock import Clock, Timer
 from bascule.config import BackendConfig, CheckConfig, FrontendConfig
 from bascule.control.journal import Journal
 from bascule.health.outlier import BackendOutlier, OutlierPolicy
@@ -52,7 +52,7 @@ class BackendController:
         config: BackendConfig,
         addresses: dict[str, str],
         journal: Journal,
-        loop: asyncio.AbstractEventLoop,
+        clock: Clock,
         rng: random.Random | None = None,
         shared_checks: SharedChecks | None = None,
         frontends: Sequence[FrontendConfig] = (),
@@ -61,7 +61,7 @@ class BackendController:
         self.config = config
         self._unavailable = unavailable_text(config.name, frontends)
         self.journal = journal
-        self.loop = loop
+        self.clock = clock
         self.version = 1
         views = static_views(config, addresses)
         self.machines = {
@@ -85,12 +85,12 @@ class BackendController:
             ),
             list(self.machines.values()),
         )
-        now = loop.time()
+        now = clock.now()
         self.runtime = BackendRuntime(config, self._snapshot(now), self, rng)
         self.runner = HealthRunner(
-            loop, _check_plans(config, views), self.machines, self.check_result, rng, shared_checks
+            clock, _check_plans(config, views), self.machines, self.check_result, rng, shared_checks
         )
-        self._tick_handle: asyncio.TimerHandle | None = None
+        self._tick_handle: Timer | None = None
         self._stopped = False
         self._conditions: set[str] = set()
         self._note_conditions(initial=True)
@@ -103,7 +103,7 @@ class BackendController:
 
     def failure(self, server: ServerView, reason: str) -> None:
         """OutcomeSink: a connect error, reset or timeout on live traffic."""
-        events = self.outlier.failure(server.key, reason, self.loop.time())
+        events = self.outlier.failure(server.key, reason, self.clock.now())
         if events:
             self._apply(events)
 
@@ -113,7 +113,7 @@ class BackendController:
 
     def response_status(self, server: ServerView, status: int) -> None:
         """OutcomeSink (HTTP): a response status, for consecutive-5xx ejection."""
-        events = self.outlier.response_status(server.key, status, self.loop.time())
+        events = self.outlier.response_status(server.key, status, self.clock.now())
         if events:
             self._apply(events)
 
@@ -121,7 +121,7 @@ class BackendController:
         machine = self.machines.get(key)
         if machine is None:
             return
-        events = machine.check_result(result, self.loop.time())
+        events = machine.check_result(result, self.clock.now())
         if events:
             self._apply(events)
 
@@ -133,7 +133,7 @@ class BackendController:
         )
 
     def _apply(self, events: list[HealthEvent]) -> None:
-        now = self.loop.time()
+        now = self.clock.now()
         for event in events:
             self.journal.record(
                 event.kind, event.subject, event.message, event.level, **event.fields
@@ -211,17 +211,17 @@ class BackendController:
     def _schedule_tick(self) -> None:
         if self._stopped:
             return
-        now = self.loop.time()
+        now = self.clock.now()
         deadlines = [d for m in self.machines.values() if (d := m.next_deadline(now)) is not None]
         if self._tick_handle is not None:
             self._tick_handle.cancel()
             self._tick_handle = None
         if deadlines:
-            self._tick_handle = self.loop.call_at(max(min(deadlines), now), self._tick)
+            self._tick_handle = self.clock.call_at(max(min(deadlines), now), self._tick)
 
     def _tick(self) -> None:
         self._tick_handle = None
-        now = self.loop.time()
+        now = self.clock.now()
         events: list[HealthEvent] = []
         for machine in self.machines.values():
             events += machine.tick(now)

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Protocol
 
+from bascule.clock import Clock, Timer
 from bascule.config import CheckConfig
 from bascule.errors import LocalResourceError, is_local_resource_error
 from bascule.health.connector import Connector
@@ -43,6 +44,10 @@ from bascule.logthrottle import ThrottledLog
 log = logging.getLogger("bascule.health")
 
 ResultSink = Callable[[str, CheckResult], None]
+# Starts one check whose result goes to the callback later, from the loop; False (and
+# nothing started) when it must run as a task instead (`probes.run_check`). The daemon
+# uses `probes.start_check` on a `Connector`; unit tests pass scripted results.
+StartCheck = Callable[[CheckSpec, Callable[[CheckResult], None]], bool]
 
 
 @dataclass(frozen=True)
@@ -102,14 +107,23 @@ def _compiled(pattern: str | None) -> re.Pattern[str] | None:
 class SharedChecks:
     """The tick timers and TCP connector that all health runners of a process share."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, intervals: Iterable[float]) -> None:
-        """`intervals`: every check interval the runners will use (sets the tick)."""
-        self.timers = TickTimers(loop, tick_for(intervals))
-        self.connector = Connector(loop)
+    def __init__(
+        self, clock: Clock, intervals: Iterable[float], start: StartCheck | None = None
+    ) -> None:
+        """`intervals`: every check interval the runners will use (sets the tick).
+        Without `start`, checks run on a `Connector` on the running event loop."""
+        self.clock = clock
+        self.timers = TickTimers(clock, tick_for(intervals))
+        self._connector: Connector | None = None
+        if start is None:
+            self._connector = connector = Connector(asyncio.get_running_loop())
+            start = partial(start_check, connector)
+        self.start = start
 
     def close(self) -> None:
         self.timers.close()
-        self.connector.close()
+        if self._connector is not None:
+            self._connector.close()
 
 
 class _HasIntervals(Protocol):
@@ -136,22 +150,22 @@ class HealthRunner:
 
     def __init__(
         self,
-        loop: asyncio.AbstractEventLoop,
+        clock: Clock,
         plans: list[CheckPlan],
         machines: dict[str, ServerStateMachine],
         sink: ResultSink,
         rng: random.Random | None = None,
         shared: SharedChecks | None = None,
     ) -> None:
-        self.loop = loop
+        self.clock = clock
         self.plans = {p.key: p for p in plans}
         self.machines = machines
         self.sink = sink
         self.rng = rng or random.Random()
         # Without a process-wide one (tests, tools), this runner owns its own.
         self._owns_shared = shared is None
-        self._shared = shared or SharedChecks(loop, check_intervals(p.timing for p in plans))
-        self._timers: dict[str, asyncio.Handle | TickHandle] = {}
+        self._shared = shared or SharedChecks(clock, check_intervals(p.timing for p in plans))
+        self._timers: dict[str, Timer | TickHandle] = {}
         # Bound once per server rather than on every check (1,000 a second).
         self._due_calls = {key: partial(self._due, key) for key in self.plans}
         self._finish_calls = {key: partial(self._finish, key) for key in self.plans}
@@ -174,7 +188,7 @@ class HealthRunner:
             handle = self._timers.pop(key, None)
             if handle is not None:
                 handle.cancel()
-                self._timers[key] = self.loop.call_soon(self._due, key)
+                self._timers[key] = self.clock.call_soon(self._due_calls[key])
 
     def _due(self, key: str) -> None:
         self._timers.pop(key, None)
@@ -185,7 +199,7 @@ class HealthRunner:
             return
         spec = self.plans[key].spec
         try:
-            if start_check(self._shared.connector, spec, self._finish_calls[key]):
+            if self._shared.start(spec, self._finish_calls[key]):
                 return
         except Exception as exc:  # check again later either way
             if is_local_resource_error(exc):  # no socket for it (EMFILE...): no verdict
@@ -197,7 +211,7 @@ class HealthRunner:
                 log.warning("health check of %s could not start: %s", key, exc)
                 self._finish(key, CheckResult(False, f"{spec.type} check: cannot start: {exc}"))
             return
-        task = self.loop.create_task(self._run(key))
+        task = asyncio.get_running_loop().create_task(self._run(key))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -224,14 +238,14 @@ class HealthRunner:
     def _skipped(self, key: str, result: CheckResult) -> None:
         self.local_errors += 1
         self._local_log.log(
-            self.loop.time(),
+            self.clock.now(),
             f"health check of {key} not run: {result.reason}; the server's state is "
             "unchanged (a shortage of the load balancer's own says nothing about it)",
         )
 
     def _schedule(self, key: str) -> None:
         plan = self.plans[key]
-        delay = self.machines[key].next_check_delay(plan.timing, self.rng, self.loop.time())
+        delay = self.machines[key].next_check_delay(plan.timing, self.rng, self.clock.now())
         self._timers[key] = self._shared.timers.call_later(delay, self._due_calls[key])
 
     def stop(self) -> None:

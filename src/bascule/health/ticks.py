@@ -1,4 +1,4 @@
-"""Timers for health checks on a coarse tick: one loop timer for every server.
+"""Timers for health checks on a coarse tick: one clock timer for every server.
 
 1,000 servers checked every second would otherwise be 1,000 loop timers a second,
 each waking the process for one check. Here a check due at time t runs at the tick
@@ -17,10 +17,11 @@ shortest interval configured (`tick_for`), 50 ms at most, so short test interval
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import math
 from collections.abc import Callable, Iterable
+
+from bascule.clock import Clock, Timer
 
 log = logging.getLogger("bascule.health")
 
@@ -52,15 +53,15 @@ class TickHandle:
 class TickTimers:
     """Runs callbacks at the tick nearest to when they fall due."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, tick: float) -> None:
-        self._loop = loop
+    def __init__(self, clock: Clock, tick: float) -> None:
+        self._clock = clock
         self._tick = tick
         self._slots: dict[int, list[TickHandle]] = {}
-        self._armed: tuple[int, asyncio.TimerHandle] | None = None
+        self._armed: tuple[int, Timer] | None = None
 
     def call_later(self, delay: float, callback: Callable[[], None]) -> TickHandle:
         handle = TickHandle(callback)
-        slot = round((self._loop.time() + max(delay, 0.0)) / self._tick)
+        slot = round((self._clock.now() + max(delay, 0.0)) / self._tick)
         due = self._slots.get(slot)
         if due is None:
             self._slots[slot] = [handle]
@@ -79,13 +80,13 @@ class TickTimers:
     def _arm(self, slot: int) -> None:
         if self._armed is not None:
             self._armed[1].cancel()
-        self._armed = (slot, self._loop.call_at(slot * self._tick, self._fire))
+        self._armed = (slot, self._clock.call_at(slot * self._tick, self._fire))
 
     def _fire(self) -> None:
         self._armed = None
         # uvloop rounds timers to the millisecond and may fire up to 0.5 ms early: count
         # a slot as due from 1 ms before its time, or the timer would spin until then.
-        now_slot = math.floor((self._loop.time() + _EARLY) / self._tick)
+        now_slot = math.floor((self._clock.now() + _EARLY) / self._tick)
         for slot in sorted(slot for slot in self._slots if slot <= now_slot):
             for handle in self._slots.pop(slot, ()):  # () once a callback closed us
                 if not handle.cancelled:

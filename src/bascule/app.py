@@ -290,8 +290,12 @@ class App:
 
     async def _drain(self, frontend: FrontendRuntime) -> None:
         try:
-            await _wait_closed([frontend], self.config.global_.grace, f"frontend {frontend.name}")
+            grace = self.config.global_.grace
+            await _wait_closed([frontend], grace, f"frontend {frontend.name} (old config): ")
         finally:
+            # Idle keep-alive connections get a FIN (a client may retry on it), the
+            # rest, still busy after grace, a reset.
+            frontend.stop_accepting()
             frontend.abort_all()
             self.retired.discard(frontend)
 
@@ -363,7 +367,7 @@ class App:
         frontends = [*self.frontends, *self.retired]
         for frontend in frontends:
             frontend.stop_accepting()
-        await _wait_closed(frontends, grace, "grace period")
+        await _wait_closed(frontends, grace)
         for frontend in frontends:
             frontend.abort_all()
         for task in list(self._drains):
@@ -382,14 +386,14 @@ class App:
             self._shared_checks = None
 
 
-async def _wait_closed(frontends: list[FrontendRuntime], grace: float, what: str) -> None:
+async def _wait_closed(frontends: list[FrontendRuntime], grace: float, whose: str = "") -> None:
     """Until the frontends' connections are all closed, or `grace` seconds."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + grace
     while any(f.connections for f in frontends):
         if loop.time() >= deadline:
             left = sum(len(f.connections) for f in frontends)
-            log.warning("%s of %gs over: closing %d connections", what, grace, left)
+            log.warning("%sgrace period %gs over: closing %d connections", whose, grace, left)
             return
         await asyncio.sleep(0.05)
 
@@ -491,7 +495,7 @@ async def serve(config: Config) -> None:
 async def _serve(config: Config) -> None:
     app = App(config)
     await app.start()
-    reloader = Reloader(app.reload, config.source)
+    reloader = Reloader(app.reload, os.path.abspath(config.source))
     try:
         control = await _start_control_socket(config, app, reloader)
     except StartupError:
@@ -505,7 +509,7 @@ async def _serve(config: Config) -> None:
     log.info("bascule running (pid %d); SIGTERM or Ctrl-C to stop, SIGHUP to reload", _pid())
     (log.warning if stale_modules() else log.info)(data_path_description())
     await app.wait_stop_requested()
-    loop.remove_signal_handler(signal.SIGHUP)
+    # The SIGHUP handler stays: without it a SIGHUP would end the stop without grace.
     log.info("stopping: no new connections, in-flight requests get %gs", app.config.global_.grace)
     await reloader.close()
     if control is not None:

@@ -217,6 +217,7 @@ def _host_problems(config: Config) -> list[ConfigProblem]:
     "--socket",
     "socket_path",
     default=None,
+    metavar="PATH",
     help="The daemon's control socket. Default: global.control_socket of the -c FILE, "
     f"else {DEFAULT_CONTROL_SOCKET}.",
 )
@@ -236,7 +237,8 @@ def reload(config_path: Path | None, socket_path: str | None, timeout: float) ->
     listening sockets on unchanged addresses stay open (no client refused),
     connections in flight finish on the old config within global.grace, and the state
     of unchanged servers (health, ejections, slow start) carries over. Prints what
-    changed, exits 0. `kill -HUP` and `systemctl reload` do the same reload.
+    changed, exits 0. SIGHUP (`systemctl reload`) does the same reload, its
+    outcome in the log. Exits 1 too when no daemon listens on the control socket.
     """
     from bascule.control.ctlsocket import NoDaemonError, request
 

@@ -83,12 +83,13 @@ async def process(*argv: str, log: Path) -> AsyncIterator[asyncio.subprocess.Pro
 @pytest.mark.parametrize(
     ("args", "mentions"),
     [
-        ((), ["run", "validate", "demo", "--version"]),
+        ((), ["run", "validate", "reload", "demo", "--version"]),
         (("run",), ["--config", "--log-level", "SIGTERM", "grace"]),
         (("validate",), ["--config", "file:line"]),
+        (("reload",), ["--config", "--socket", "file:line", "grace", "SIGHUP"]),
         (("demo",), ["--duration", "--rate", "--port", "--serve", "--cluster"]),
     ],
-    ids=["bascule", "run", "validate", "demo"],
+    ids=["bascule", "run", "validate", "reload", "demo"],
 )
 def test_help_exits_0_and_names_the_key_options(args: tuple[str, ...], mentions: list[str]) -> None:
     done = bascule(*args, "--help")

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from test_cli import bascule, process, wait_until, write_config
 
-from backends import Backend
+from backends import Backend, ok_response
 from client import Client, get, request
 from harness import free_port
 
@@ -446,3 +446,35 @@ async def test_initial_state_changed_in_the_file_drains_and_restores_a_server(
         assert await served_by(port, 6) == {"s1", "s2"}
         log = lb.text()
     assert "initial_state maint in the reloaded file" in log
+
+
+async def test_a_request_in_flight_finishes_on_the_server_a_reload_removed(
+    tmp_path: Path,
+) -> None:
+    arrived = asyncio.Event()
+
+    async def slow(req: object, transport: asyncio.Transport) -> None:
+        arrived.set()
+        await asyncio.sleep(1.0)
+        transport.write(ok_response(b"old\n"))
+
+    old = await Backend("old", slow).start()
+    (new,) = await backends(1)
+    port = free_port()
+    socket_path = tmp_path / "ctl" / "bascule.sock"
+    path = write_config(tmp_path, config_text(socket_path, {"web": port}, {"old": (old.port, 1)}))
+    async with daemon(tmp_path, path, port):
+        client = await Client.connect(port)
+        try:
+            client.send(get("/"))
+            await asyncio.wait_for(arrived.wait(), 5)
+            path.write_text(config_text(socket_path, {"web": port}, {"s1": (new.port, 1)}))
+            code, out = await reload_command("--socket", str(socket_path))
+            assert code == 0 and "server app/old removed" in out, out
+            assert await served_by(port, 3) == {"s1"}  # new connections: the new config
+            (answer,) = await client.read(1, timeout=GRACE)
+            assert answer.status == 200 and answer.body == b"old\n"
+            assert answer.header("connection") == b"close"  # its next request: anew
+            assert await client.wait_closed(timeout=2)
+        finally:
+            client.close()

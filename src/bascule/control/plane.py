@@ -132,8 +132,8 @@ class BackendController:
 
     def check_result(self, key: str, result: CheckResult) -> None:
         machine = self.machines.get(key)
-        if machine is None:
-            return
+        if machine is None or self._stopped:
+            return  # a check that ended after a reload replaced this controller
         events = machine.check_result(result, self.loop.time())
         if events:
             self._apply(events)

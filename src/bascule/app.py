@@ -303,18 +303,15 @@ class App:
         """Unchanged instances keep running (state, VIPs); changed ones restart cleanly."""
         if not self.vrrp and not new.vrrp.instances:
             return
-        current = {runner.instance: runner for runner in self.vrrp}
-        kept = []
-        for instance in new.vrrp.instances:
-            runner = current.pop(instance, None)
-            if runner is not None:
-                kept.append(runner)
-        for runner in current.values():  # changed or removed: priority 0, VIPs off
-            await runner.stop()
+        # Matched by equality of the whole instance config (compared, not hashed).
+        kept = [runner for runner in self.vrrp if runner.instance in new.vrrp.instances]
+        for runner in self.vrrp:
+            if runner not in kept:  # changed or removed: priority 0, VIPs off
+                await runner.stop()
         self.vrrp = kept
         from bascule.vrrp.daemon import VrrpInstanceRunner
 
-        running = {runner.instance for runner in kept}
+        running = [runner.instance for runner in kept]
         for instance in new.vrrp.instances:
             if instance in running:
                 continue

@@ -1,4 +1,4 @@
-"""Command-line interface: `bascule run | validate | demo`."""
+"""Command-line interface: `bascule run | validate | reload | demo`."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import click
 
 from bascule import __version__
 from bascule.config import Config
+from bascule.config.models import DEFAULT_CONTROL_SOCKET
 from bascule.errors import ConfigError, ConfigProblem, StartupError
 
 CONFIG_HELP = "Configuration file (YAML). See docs/configuration.md."
@@ -48,6 +49,7 @@ def main() -> None:
       bascule demo                    see it balance and survive a dead server (no root)
       bascule validate -c FILE        check a configuration before deploying it
       bascule run -c FILE             run the load balancer in the foreground
+      bascule reload                  apply a changed config to the running daemon
     Docs: README.md, docs/configuration.md, docs/design.md
     """
 
@@ -73,8 +75,8 @@ def run(config_path: Path, log_level: str | None) -> None:
     SIGINT or SIGTERM stops it gracefully: listeners close at once, in-flight
     requests get up to `global.grace` to finish, then remaining connections
     are closed. Exit status 0 after a clean stop, 1 on a config problem,
-    2 when it cannot start (port in use, unresolvable server name). There is no
-    reload yet: to apply a changed file, validate it and restart.
+    2 when it cannot start (port in use, unresolvable server name). SIGHUP or
+    `bascule reload` applies a changed file without a restart.
     """
     config = _load(config_path)
     _setup_logging(log_level or config.global_.log_level)
@@ -199,6 +201,105 @@ def _host_problems(config: Config) -> list[ConfigProblem]:
         return sorted(found.problems + vrrp, key=lambda problem: problem.line or 0)
 
     return uvloop.run(gather())
+
+
+@main.command()
+@click.option(
+    "-c",
+    "--config",
+    "config_path",
+    default=None,
+    type=click.Path(path_type=Path),
+    help="Load this file instead, from then on the daemon's config file. Without it "
+    "the daemon re-reads the file it runs with.",
+)
+@click.option(
+    "--socket",
+    "socket_path",
+    default=None,
+    metavar="PATH",
+    help="The daemon's control socket. Default: global.control_socket of the -c FILE, "
+    f"else {DEFAULT_CONTROL_SOCKET}.",
+)
+@click.option(
+    "--timeout",
+    default=60.0,
+    show_default=True,
+    type=click.FloatRange(1, 3600),
+    help="Seconds to wait for the outcome.",
+)
+def reload(config_path: Path | None, socket_path: str | None, timeout: float) -> None:
+    """Apply a changed configuration to the running daemon, without a restart.
+
+    The daemon reads and validates the file (as `bascule validate`, names resolved);
+    if anything is wrong it keeps running the old config unchanged, and this command
+    lists every problem as file:line and exits 1. Otherwise the daemon switches to it:
+    listening sockets on unchanged addresses stay open (no client refused),
+    connections in flight finish on the old config within global.grace, and the state
+    of unchanged servers (health, ejections, slow start) carries over. Prints what
+    changed, exits 0. SIGHUP (`systemctl reload`) does the same reload, its
+    outcome in the log. Exits 1 too when no daemon listens on the control socket.
+    """
+    from bascule.control.ctlsocket import NoDaemonError, request
+
+    target = None if config_path is None else str(config_path.absolute())
+    socket_path = socket_path or _control_socket_of(config_path)
+    try:
+        reply = request(socket_path, {"command": "reload", "config": target}, timeout)
+    except NoDaemonError:
+        click.echo(
+            f"bascule: no bascule daemon listening on {socket_path}: is it running? "
+            "is global.control_socket set differently? (--socket PATH names it)",
+            err=True,
+        )
+        sys.exit(1)
+    except (OSError, ValueError) as exc:
+        click.echo(f"bascule: control socket {socket_path}: {exc}", err=True)
+        sys.exit(1)
+    _print_reload(reply)
+
+
+def _control_socket_of(config_path: Path | None) -> str:
+    """global.control_socket as written in the file about to be loaded (read leniently:
+    the file may have problems, which the daemon will list), else the default."""
+    if config_path is None:
+        return DEFAULT_CONTROL_SOCKET
+    import yaml
+
+    try:
+        document = yaml.safe_load(config_path.read_text())
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return DEFAULT_CONTROL_SOCKET
+    settings = document.get("global") if isinstance(document, dict) else None
+    path = settings.get("control_socket") if isinstance(settings, dict) else None
+    return path if isinstance(path, str) and path.startswith("/") else DEFAULT_CONTROL_SOCKET
+
+
+def _print_reload(reply: dict[str, object]) -> None:
+    config = reply.get("config", "?")
+    if "error" in reply:
+        click.echo(f"bascule: reload refused: {reply['error']}", err=True)
+        sys.exit(1)
+    if not reply.get("ok"):
+        problems = [str(p) for p in _listed(reply.get("problems"))]
+        for problem in problems:
+            click.echo(problem, err=True)
+        n = len(problems)
+        click.echo(
+            f"{config}: {n} problem{'s' if n != 1 else ''}; reload refused, the daemon "
+            f"still runs generation {reply.get('generation')} unchanged",
+            err=True,
+        )
+        sys.exit(1)
+    changes = [str(c) for c in _listed(reply.get("changes"))]
+    for change in changes:
+        click.echo(f"  {change}")
+    what = f"{len(changes)} change{'s' if len(changes) != 1 else ''}" if changes else "no change"
+    click.echo(f"{config}: reloaded ({what}), generation {reply.get('generation')}")
+
+
+def _listed(value: object) -> list[object]:
+    return list(value) if isinstance(value, list) else []
 
 
 @main.command()

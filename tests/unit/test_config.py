@@ -112,6 +112,27 @@ def test_built_in_defaults_fill_every_value_left_out() -> None:
     assert (config.global_.grace, config.global_.log_level) == (10.0, "info")
 
 
+def test_pid_file_and_control_socket_are_absolute_paths_or_none() -> None:
+    default = load_config_text(config_text(VALID)).global_
+    assert (default.pid_file, default.control_socket) == (None, "/run/bascule/bascule.sock")
+    chosen = load_config_text(
+        "global: {pid_file: /run/b.pid, control_socket: none}\n" + config_text(VALID)
+    ).global_
+    assert (chosen.pid_file, chosen.control_socket) == ("/run/b.pid", None)
+    assert_reports(
+        "global: {control_socket: run/b.sock}\n" + config_text(VALID),
+        "bascule.yaml:1: global.control_socket: 'run/b.sock' is not an absolute path",
+        "start",
+    )
+
+
+def test_workers_is_not_accepted_yet() -> None:
+    assert_reports(
+        "global: {workers: 2}\n" + config_text(VALID),
+        "bascule.yaml:1: global.workers: unknown key",
+    )
+
+
 def test_defaults_apply_everywhere_and_each_object_can_override_them() -> None:
     config = load_config_text(
         config_text("""

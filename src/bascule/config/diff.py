@@ -72,6 +72,12 @@ def diff(old: Config, new: Config) -> list[str]:
     return changes
 
 
+def same_server(old: ServerConfig, new: ServerConfig) -> bool:
+    """What a reload treats as the same server (its state carries over): the same
+    address, port and health check. Weight, limits and the rest may change."""
+    return (old.address, old.port, old.check) == (new.address, new.port, new.check)
+
+
 def _diff_servers(old: BackendConfig, new: BackendConfig) -> list[str]:
     def inherited_check(before: ServerConfig, after: ServerConfig) -> frozenset[str]:
         follows_backend = before.check == old.check and after.check == new.check

@@ -91,11 +91,33 @@ class _Frozen(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+DEFAULT_CONTROL_SOCKET = "/run/bascule/bascule.sock"
+
+
+def _absolute_path(value: object) -> object:
+    """An absolute path, or None for `none` (as YAML's null)."""
+    if isinstance(value, str) and value.strip().lower() == "none":
+        return None
+    if isinstance(value, str) and not value.startswith("/"):
+        raise config_error(
+            f"{value!r} is not an absolute path", "write the full path, starting with /"
+        )
+    return value
+
+
+LocalPath = Annotated[str | None, BeforeValidator(_absolute_path)]
+
+
 class GlobalConfig(_Frozen):
     """`global:` settings of the daemon."""
 
     grace: Duration = 10.0
     log_level: LogLevel = "info"
+    # Written at start, removed at stop (as nginx's `pid` and HAProxy's `pidfile`).
+    pid_file: LocalPath = None
+    # The unix socket that `bascule reload` (and later the admin commands) talk to;
+    # none turns it off (SIGHUP still reloads).
+    control_socket: LocalPath = DEFAULT_CONTROL_SOCKET
 
 
 class FrontendTimeouts(_Frozen):

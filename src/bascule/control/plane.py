@@ -16,6 +16,7 @@ from collections.abc import Sequence
 
 from bascule.clock import Clock, Timer
 from bascule.config import BackendConfig, CheckConfig, FrontendConfig
+from bascule.config.diff import same_server
 from bascule.control.journal import Journal
 from bascule.health.outlier import BackendOutlier, OutlierPolicy
 from bascule.health.results import CheckResult
@@ -56,16 +57,22 @@ class BackendController:
         rng: random.Random | None = None,
         shared_checks: SharedChecks | None = None,
         frontends: Sequence[FrontendConfig] = (),
+        carried: BackendController | None = None,
     ) -> None:
-        """`frontends` are those that use this backend, named in its events."""
+        """`frontends` are those that use this backend, named in its events. `carried`:
+        the controller this one replaces on reload; the state of each unchanged server
+        (health, ejection, slow start, admin state: see `config.diff.same_server`) and
+        the backend's conditions go on here."""
         self.config = config
         self._unavailable = unavailable_text(config.name, frontends)
         self.journal = journal
         self.clock = clock
         self.version = 1
         views = static_views(config, addresses)
+        kept, admin_events = _unchanged_machines(carried, config, views, clock.now())
         self.machines = {
-            view.key: ServerStateMachine(
+            view.key: kept.get(view.key)
+            or ServerStateMachine(
                 view,
                 initial_state=server.initial_state,
                 check=_rise_fall(server.check),
@@ -92,8 +99,10 @@ class BackendController:
         )
         self._tick_handle: Timer | None = None
         self._stopped = False
-        self._conditions: set[str] = set()
+        self._conditions: set[str] = set(carried._conditions) if carried else set()
         self._note_conditions(initial=True)
+        if admin_events:
+            self._apply(admin_events)
 
     def start(self) -> None:
         self.runner.start()
@@ -103,6 +112,8 @@ class BackendController:
 
     def failure(self, server: ServerView, reason: str) -> None:
         """OutcomeSink: a connect error, reset or timeout on live traffic."""
+        if self._stopped:
+            return  # replaced by a reload: its servers' state lives on in the new one
         events = self.outlier.failure(server.key, reason, self.clock.now())
         if events:
             self._apply(events)
@@ -113,14 +124,16 @@ class BackendController:
 
     def response_status(self, server: ServerView, status: int) -> None:
         """OutcomeSink (HTTP): a response status, for consecutive-5xx ejection."""
+        if self._stopped:
+            return  # replaced by a reload: its servers' state lives on in the new one
         events = self.outlier.response_status(server.key, status, self.clock.now())
         if events:
             self._apply(events)
 
     def check_result(self, key: str, result: CheckResult) -> None:
         machine = self.machines.get(key)
-        if machine is None:
-            return
+        if machine is None or self._stopped:
+            return  # a check that ended after a reload replaced this controller
         events = machine.check_result(result, self.clock.now())
         if events:
             self._apply(events)
@@ -255,6 +268,39 @@ def unavailable_text(backend: str, frontends: Sequence[FrontendConfig]) -> str:
             effects.append(f"{mode.upper()} frontends {', '.join(names)} {several}")
     consequence = "; ".join(effects) or "no frontend uses it"
     return f"backend {backend}: no server available ({consequence})"
+
+
+def _unchanged_machines(
+    carried: BackendController | None,
+    config: BackendConfig,
+    views: tuple[ServerView, ...],
+    now: float,
+) -> tuple[dict[str, ServerStateMachine], list[HealthEvent]]:
+    """The state machines of `carried` for the servers a reload left unchanged, given
+    their new view (weight, place) and the backend's slow start; and the events of an
+    `initial_state` of up, drain or maint changed in the file, applied as an admin
+    action. A server whose initial_state changed to down or check_first starts over."""
+    if carried is None:
+        return {}, []
+    before = {server.name: server for server in carried.config.servers}
+    kept = {}
+    events: list[HealthEvent] = []
+    for view, server in zip(views, config.servers, strict=True):
+        old = before.get(server.name)
+        machine = carried.machines.get(view.key)
+        if old is None or machine is None or not same_server(old, server):
+            continue
+        if machine.server.host != view.host:
+            continue  # the same name now resolves elsewhere: another server
+        wanted = server.initial_state
+        if wanted != old.initial_state and wanted in ("down", "check_first"):
+            continue
+        machine.server = view
+        machine.slow_start = config.slow_start
+        if wanted != old.initial_state and wanted in ("up", "drain", "maint"):
+            events += machine.admin(wanted, now, f"initial_state {wanted} in the reloaded file")
+        kept[view.key] = machine
+    return kept, events
 
 
 def _rise_fall(check: CheckConfig) -> RiseFall | None:

@@ -613,7 +613,9 @@ class HttpClientConnection:  # an asyncio protocol; see proxy/connect.py for why
         heads.skip(head.body_length, head.chunked)
         exchange = Exchange(self, head, wire, self.only_backend or self.frontend.route(head))
         self.receiving = exchange
-        if not head.keep_alive:
+        if not head.keep_alive or self.frontend.stopping:
+            # After a reload, the old frontend answers this request and closes: the
+            # client's next request goes to a new connection, on the new config.
             self.closing = True
         if self.active is None:
             self.active = exchange
@@ -743,6 +745,12 @@ class HttpClientConnection:  # an asyncio protocol; see proxy/connect.py for why
         self.closing = True
         if self.active is None and not self.queue:
             self.close()
+
+    def retire(self) -> None:
+        """Reload: finish the current exchange, and answer one more request if the client
+        sends it now (as HAProxy's idle-close-on-response), then close."""
+        if self.active is not None or self.queue:
+            self.closing = True
 
     def _discard_input(self) -> None:
         self._discarding = True

@@ -56,6 +56,8 @@ class Connection(Protocol):
 
     def abort(self) -> None: ...
 
+    def retire(self) -> None: ...
+
 
 class FrontendRuntime:
     """Owns one listening socket and every connection accepted on it."""
@@ -113,9 +115,12 @@ class FrontendRuntime:
         self._local_log = ThrottledLog(log, logging.ERROR)
         self._accept_log = ThrottledLog(log, logging.ERROR)
         self.stopping = False
+        self.retiring = False  # replaced by a reload: its connections finish, then close
         self._factory: Callable[[], object] | None = None
 
-    async def start(self) -> None:
+    async def start(self, listener: socket.socket | None = None) -> None:
+        """Listen on the configured address, or serve `listener`: the open socket of the
+        frontend this one replaces on reload (same address), so no client is refused."""
         from bascule.proxy.http import HttpClientConnection
         from bascule.proxy.tcp import TcpSession
 
@@ -124,9 +129,21 @@ class FrontendRuntime:
         else:
             self._factory = lambda: TcpSession(self)
         bind = self.config.bind
-        self._listener = _listening_socket(self.name, bind)
+        taken_over = listener is not None
+        self._listener = listener if listener is not None else listening_socket(self.name, bind)
         self._watch()
-        log.info("frontend %s listening on %s (%s)", self.name, bind, self.config.mode)
+        if not taken_over:
+            log.info("frontend %s listening on %s (%s)", self.name, bind, self.config.mode)
+
+    def hand_over(self) -> socket.socket | None:
+        """Reload: stop accepting and give the listening socket, still open with its
+        backlog, to the frontend that replaces this one. In-flight connections finish on
+        this frontend's objects; each answers at most one more request."""
+        listener = self._listener
+        self._unwatch()
+        self._listener = None
+        self.retire()
+        return listener
 
     # -- accepting ---------------------------------------------------------------------
 
@@ -222,7 +239,10 @@ class FrontendRuntime:
     def connection_opened(self, conn: Connection) -> None:
         self.connections.add(conn)
         if self.stopping:
-            conn.shutdown()
+            if self.retiring:
+                conn.retire()
+            else:
+                conn.shutdown()
 
     def connection_closed(self, conn: Connection) -> None:
         if conn not in self.connections:
@@ -259,23 +279,34 @@ class FrontendRuntime:
     # -- stopping ----------------------------------------------------------------------
 
     def stop_accepting(self) -> None:
+        """Stop: close the listening socket; each connection ends after its exchange."""
+        self._close_listener(retiring=False)
+        for conn in list(self.connections):
+            conn.shutdown()
+
+    def retire(self) -> None:
+        """Reload: no new connections here; the open ones finish (see `hand_over`)."""
+        self._close_listener(retiring=True)
+        for conn in list(self.connections):
+            conn.retire()
+
+    def _close_listener(self, retiring: bool) -> None:
         self.stopping = True
+        self.retiring = retiring
         self._unwatch()
         if self._retry is not None:
             self._retry.cancel()
             self._retry = None
-        if self._listener is not None:
+        if self._listener is not None:  # not handed over: its address closes now
             self._listener.close()
             self._listener = None
-        for conn in list(self.connections):
-            conn.shutdown()
 
     def abort_all(self) -> None:
         for conn in list(self.connections):
             conn.abort()
 
 
-def _listening_socket(frontend: str, bind: BindAddress) -> socket.socket:
+def listening_socket(frontend: str, bind: BindAddress) -> socket.socket:
     """A non-blocking socket listening on `bind`, or StartupError saying why not."""
     ipv6 = bind.family == 6
     sock = socket.socket(socket.AF_INET6 if ipv6 else socket.AF_INET, socket.SOCK_STREAM)

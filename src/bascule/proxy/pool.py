@@ -68,6 +68,11 @@ class UpstreamPool:
             closed += len(stale)
         return closed
 
+    def close_server(self, server_key: str) -> None:
+        """Close the idle connections to one server (a reload moved or removed it)."""
+        for _since, conn in self._idle.pop(server_key, []):
+            conn.close()
+
     def close_all(self) -> None:
         lists = list(self._idle.values())
         self._idle.clear()  # close() calls discard(), which must not edit a list we iterate

@@ -212,6 +212,9 @@ class TcpSession:  # an asyncio protocol, compiled like the L7 ones (proxy/conne
     def shutdown(self) -> None:
         """Graceful stop: a TCP session has no request boundary, so it runs until grace ends."""
 
+    def retire(self) -> None:
+        """Reload: as a graceful stop, the session runs on until grace ends."""
+
     def close(self) -> None:
         if self.closed:
             return

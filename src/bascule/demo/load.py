@@ -80,10 +80,31 @@ class LoadGenerator:
             self._in_flight -= 1
 
     async def _request(self, fresh: bool) -> tuple[int, str]:
-        if self._idle and not fresh:
+        reused = self._reusable() if not fresh else None
+        if reused is None:
+            return await self._exchange(*await asyncio.open_connection(self.host, self.port))
+        try:
+            return await self._exchange(*reused)
+        except (asyncio.IncompleteReadError, ConnectionResetError, BrokenPipeError) as exc:
+            if isinstance(exc, asyncio.IncompleteReadError) and exc.partial:
+                raise  # part of an answer came: a real failure, not a stale connection
+            # The balancer closed this kept-alive connection while it sat idle (its
+            # keep-alive timeout) just as the request left. Browsers and HTTP clients
+            # send an idempotent request again on a new connection (RFC 9112 9.3.1).
+            return await self._exchange(*await asyncio.open_connection(self.host, self.port))
+
+    def _reusable(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter] | None:
+        """The most recently used idle connection the balancer has not closed."""
+        while self._idle:
             reader, writer = self._idle.pop()
-        else:
-            reader, writer = await asyncio.open_connection(self.host, self.port)
+            if not reader.at_eof() and not writer.is_closing():
+                return reader, writer
+            writer.close()
+        return None
+
+    async def _exchange(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> tuple[int, str]:
         try:
             writer.write(b"GET / HTTP/1.1\r\nHost: demo.local\r\nUser-Agent: bascule-demo\r\n\r\n")
             head = await reader.readuntil(b"\r\n\r\n")

@@ -16,6 +16,7 @@ from bascule.fdbudget import FdPlan, FrontendLimit, plan, reserved_fds
 from bascule.health.runner import SharedChecks, check_intervals
 from bascule.proxy.build import data_path_description, stale_modules
 from bascule.proxy.listener import FrontendRuntime
+from bascule.proxy.parser_version import check_httptools_version
 from bascule.proxy.pool import UpstreamPool
 from bascule.proxy.timers import now
 from bascule.resolver import describe_resolved, resolve_servers
@@ -44,6 +45,7 @@ class App:
     async def start(self) -> None:
         """Resolve servers, build the planes, open every listener, then join the VRRP
         instances (all or none)."""
+        check_httptools_version()  # before anything opens or resolves
         loop = asyncio.get_running_loop()
         self._stop_requested = asyncio.Event()
         if self.config.vrrp.instances:

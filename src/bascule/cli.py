@@ -73,7 +73,8 @@ def run(config_path: Path, log_level: str | None) -> None:
     SIGINT or SIGTERM stops it gracefully: listeners close at once, in-flight
     requests get up to `global.grace` to finish, then remaining connections
     are closed. Exit status 0 after a clean stop, 1 on a config problem,
-    2 when it cannot start (port in use, unresolvable server name). There is no
+    2 when it cannot start (port in use, unresolvable server name, an httptools
+    version its HTTP parsing was not verified with). There is no
     reload yet: to apply a changed file, validate it and restart.
     """
     config = _load(config_path)

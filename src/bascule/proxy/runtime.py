@@ -12,6 +12,7 @@ import random
 from typing import TYPE_CHECKING, Protocol
 
 from bascule.balance.base import PickContext
+from bascule.balance.registry import reads_context
 from bascule.balance.tiers import BackendBalancer
 from bascule.model import BackendSnapshot, ServerView
 
@@ -62,7 +63,7 @@ class BackendRuntime:
         self.outcomes = outcomes
         self.loads: dict[str, int] = {}
         # Only hashing algorithms read the pick context; others get a shared empty one.
-        self.needs_context = config.algorithm in ("source", "ip_hash", "hash")
+        self.needs_context = reads_context(config.algorithm)
         # Response statuses are only reported when consecutive-5xx ejection is on.
         self.observe_status = config.passive.consecutive_5xx > 0
         # Connections per server, kept only when on_down: shutdown_sessions needs them.

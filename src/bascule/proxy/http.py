@@ -153,9 +153,21 @@ class Exchange:
         if pooled is not None:
             self._send_on(cast(UpstreamConnection, pooled), at)  # the pool holds only these
         else:
-            self.conn.loop.create_task(self._connect(server))
+            self.conn.frontend.connect_soon(self._connect(server))
 
     async def _connect(self, server: ServerView) -> None:
+        try:
+            await self._open(server)
+        except Exception:  # a bug of ours, not the server's: the client still gets an answer
+            log.exception(
+                "%s %s: unexpected error connecting to %s",
+                self.head.method.decode(),
+                self.head.target[:80].decode("latin-1"),
+                server.key,
+            )
+            self.fail(502, f"internal error connecting to {server.key}", logged=True)
+
+    async def _open(self, server: ServerView) -> None:
         frontend = self.conn.frontend
         timeouts = self.backend.config.timeouts
         try:

@@ -114,6 +114,9 @@ class FrontendRuntime:
         self._accept_log = ThrottledLog(log, logging.ERROR)
         self.stopping = False
         self._factory: Callable[[], object] | None = None
+        # Connects to servers in progress. The loop holds only a weak reference to a
+        # task: without this one, a connect could be collected mid-flight.
+        self.connecting: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
         from bascule.proxy.http import HttpClientConnection
@@ -216,6 +219,25 @@ class FrontendRuntime:
             if rule.matches(host, path):
                 return backend
         return self.default_backend
+
+    # -- connects to servers -----------------------------------------------------------
+
+    def connect_soon(self, connect: Coroutine[Any, Any, None]) -> None:
+        """Run `connect`, a client connection's connect to a server, as a task held
+        until it ends. Only new server connections take this path, not every request."""
+        task = self.loop.create_task(connect)
+        self.connecting.add(task)
+        task.add_done_callback(self._connect_ended)
+
+    def _connect_ended(self, task: asyncio.Task[None]) -> None:
+        self.connecting.discard(task)
+        if task.cancelled():
+            return
+        error = task.exception()
+        if error is not None:  # the connect handles its errors: this is a bug of ours
+            log.error(
+                "frontend %s: connect to a server failed unexpectedly", self.name, exc_info=error
+            )
 
     # -- connection accounting -------------------------------------------------------
 

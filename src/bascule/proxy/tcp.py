@@ -164,14 +164,14 @@ class TcpSession:  # an asyncio protocol, compiled like the L7 ones (proxy/conne
         peer = self.client.get_extra_info("peername") if self.client else None
         ctx = PickContext(client_ip=peer[0] if peer else None)
         avoid: frozenset[str] = frozenset()
-        for _attempt in range(backend.config.retries + 1):
+        for _attempt in range(backend.retries + 1):
             server = backend.pick(ctx, avoid)
             if server is None:
                 break
             backend.acquire(server.key)
             try:
                 _transport, side = await open_connection(
-                    self.loop, lambda: _ServerSide(self), server, backend.config.timeouts.connect
+                    self.loop, lambda: _ServerSide(self), server, backend.connect_timeout
                 )
             except LocalResourceError as error:
                 backend.release(server.key)

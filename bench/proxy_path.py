@@ -5,7 +5,9 @@ transports: a request goes in, the captured upstream bytes are checked, a
 response comes back, the captured client bytes are checked. Prints µs per
 request (best of several rounds). `--profile` prints a cProfile table. `--vary` gives
 every request its own path and X-Request-Id, so no head repeats the one before it
-(like the `http-keepalive-varied` scenario of proxy_bench.py).
+(like the `http-keepalive-varied` scenario of proxy_bench.py). `--routes` puts three
+routing rules in front (two host rules that miss, then the path prefix that matches);
+`--hash` balances with `algorithm: hash` on the URI, which builds a pick context per request.
 This isolates the Python work from syscalls, which dominate a real run.
 
 Timings here move with whatever else the machine runs. For a figure that does not, run it
@@ -31,11 +33,24 @@ from bascule.proxy.http_upstream import UpstreamConnection
 
 CONFIG = """
 frontends:
-  - {name: fe, bind: "127.0.0.1:1", mode: http, default_backend: be}
-backends:
+  - name: fe
+    bind: "127.0.0.1:1"
+    mode: http
+    default_backend: be
+{routes}backends:
   - name: be
-    servers:
-      - {name: s1, address: 127.0.0.1, port: 2}
+{hash}    servers:
+      - {{name: s1, address: 127.0.0.1, port: 2}}
+"""
+ROUTES = """\
+    routes:
+      - {host: api.example.com, backend: be}
+      - {host: "*.static.example.com", backend: be}
+      - {path_prefix: /index, backend: be}
+"""
+HASH = """\
+    algorithm: hash
+    hash_key: {source: uri}
 """
 REQUEST = (
     b"GET /index.html HTTP/1.1\r\nHost: www.example.com\r\nUser-Agent: bench/1.0\r\n"
@@ -73,8 +88,14 @@ def varied_requests(count: int) -> list[bytes]:
     ]
 
 
-async def run(n: int, rounds: int, profile: bool, vary: bool) -> None:
-    app = App(load_config_text(CONFIG))
+def config_text(routes: bool, hashing: bool) -> str:
+    return CONFIG.format(routes=ROUTES if routes else "", hash=HASH if hashing else "")
+
+
+async def run(
+    n: int, rounds: int, profile: bool, vary: bool, routes: bool = False, hashing: bool = False
+) -> None:
+    app = App(load_config_text(config_text(routes, hashing)))
     loop = asyncio.get_running_loop()
     from bascule.clock import LoopClock
     from bascule.control.plane import BackendController
@@ -125,8 +146,10 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--profile", action="store_true")
     parser.add_argument("--vary", action="store_true", help="no request head repeats")
+    parser.add_argument("--routes", action="store_true", help="three routing rules")
+    parser.add_argument("--hash", action="store_true", help="algorithm: hash on the URI")
     args = parser.parse_args()
-    uvloop.run(run(args.n, args.rounds, args.profile, args.vary))
+    uvloop.run(run(args.n, args.rounds, args.profile, args.vary, args.routes, args.hash))
 
 
 if __name__ == "__main__":

@@ -26,6 +26,7 @@ from bascule.health.ticks import tick_for
 from bascule.pidfile import remove_pid_file, write_pid_file
 from bascule.proxy.build import data_path_description, stale_modules
 from bascule.proxy.listener import FrontendRuntime, listening_socket
+from bascule.proxy.parser_version import check_httptools_version
 from bascule.proxy.pool import UpstreamPool
 from bascule.proxy.timers import now
 from bascule.resolver import describe_resolved, resolve_servers
@@ -62,6 +63,7 @@ class App:
     async def start(self) -> None:
         """Resolve servers, build the planes, open every listener, then join the VRRP
         instances (all or none)."""
+        check_httptools_version()  # before anything opens or resolves
         loop = asyncio.get_running_loop()
         self._stop_requested = asyncio.Event()
         if self.config.vrrp.instances:

@@ -75,8 +75,9 @@ def run(config_path: Path, log_level: str | None) -> None:
     SIGINT or SIGTERM stops it gracefully: listeners close at once, in-flight
     requests get up to `global.grace` to finish, then remaining connections
     are closed. Exit status 0 after a clean stop, 1 on a config problem,
-    2 when it cannot start (port in use, unresolvable server name). SIGHUP or
-    `bascule reload` applies a changed file without a restart.
+    2 when it cannot start (port in use, unresolvable server name, an httptools
+    version its HTTP parsing was not verified with). SIGHUP or `bascule reload`
+    applies a changed file without a restart.
     """
     config = _load(config_path)
     _setup_logging(log_level or config.global_.log_level)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -14,9 +16,11 @@ import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import httptools
 import pytest
 
 from backends import Backend, Request, ok_response
+from bascule.proxy.parser_version import supported_requirement
 from client import Client, get, request
 from harness import free_port
 from sessions import session
@@ -26,7 +30,9 @@ SLOW_RESPONSE = 2.0  # seconds the slow backend takes, while Bascule is asked to
 GRACE = 10.0
 
 
-def bascule(*args: str, timeout: float = 30.0) -> subprocess.CompletedProcess[str]:
+def bascule(
+    *args: str, timeout: float = 30.0, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     """Run `python -m bascule ARGS` to completion (killed if it outlives `timeout`)."""
     return subprocess.run(
         [sys.executable, "-m", "bascule", *args],
@@ -35,6 +41,7 @@ def bascule(*args: str, timeout: float = 30.0) -> subprocess.CompletedProcess[st
         text=True,
         timeout=timeout,
         check=False,
+        env=env,
     )
 
 
@@ -235,6 +242,26 @@ def test_run_on_a_port_in_use_exits_2_naming_frontend_and_address(tmp_path: Path
     assert "frontend web" in done.stderr
     assert f"127.0.0.1:{port}" in done.stderr
     assert "in use" in done.stderr
+
+
+def test_run_on_an_unverified_httptools_exits_2_and_validate_still_passes(
+    tmp_path: Path,
+) -> None:
+    # The installed httptools, relabelled as a release the proxy was not verified with,
+    # first on the path.
+    site = tmp_path / "site"
+    shutil.copytree(Path(httptools.__file__).parent, site / "httptools")
+    (site / "httptools" / "_version.py").write_text("__version__ = '0.6.2'\n")
+    env = {**os.environ, "PYTHONPATH": str(site)}
+    port = free_port()
+    path = write_config(tmp_path, good_config(port, free_port(), free_port()))
+    done = bascule("run", "-c", str(path), env=env)
+    assert done.returncode == 2, done.stderr
+    assert "httptools 0.6.2 is installed" in done.stderr
+    assert f"pip install '{supported_requirement()}'" in done.stderr
+    assert "listening" not in done.stderr
+    checked = bascule("validate", "-c", str(path), env=env)
+    assert checked.returncode == 0, checked.stderr
 
 
 def test_run_with_a_bad_config_exits_1_and_starts_nothing(tmp_path: Path) -> None:

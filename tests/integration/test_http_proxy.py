@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 
 import pytest
 
@@ -346,6 +347,35 @@ async def test_routes_by_host_and_path_prefix() -> None:
         for data, body in cases:
             resp = await request(port, data)
             assert resp is not None and resp.body == body
+
+
+@pytest.mark.parametrize(
+    ("hash_key", "carrying"),
+    [
+        ("{source: uri}", lambda key: get(f"/item/{key}")),
+        ("{source: header, name: X-User}", lambda key: get("/", extra=f"x-user: {key}\r\n")),
+        (
+            "{source: cookie, name: Session}",
+            lambda key: get("/", extra=f"Cookie: theme=dark; session={key}\r\n"),
+        ),
+    ],
+    ids=["uri", "header", "cookie"],
+)
+async def test_hash_sends_each_key_to_one_server_and_spreads_keys(
+    hash_key: str, carrying: Callable[[int], bytes]
+) -> None:
+    bs = await backends("s1", "s2", "s3")
+    port = free_port()
+    cfg = http_config(port, ports(bs), backend_extra=f"algorithm: hash\nhash_key: {hash_key}")
+    async with running(cfg):
+        chosen: dict[int, set[bytes]] = {}
+        for _round in range(2):
+            for key in range(12):
+                resp = await request(port, carrying(key))
+                assert resp is not None and resp.status == 200
+                chosen.setdefault(key, set()).add(resp.body)
+    assert all(len(servers_seen) == 1 for servers_seen in chosen.values()), chosen
+    assert len(set().union(*chosen.values())) >= 2, "every key went to the same server"
 
 
 async def test_passive_detection_marks_server_down_with_reason_then_retries_it() -> None:

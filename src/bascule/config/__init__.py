@@ -8,9 +8,9 @@ interfaces)` checks the `vrrp:` section against the host's interfaces, which
 loading does not look at.
 """
 
+from bascule.balance.names import ALGORITHM_NAMES
 from bascule.config.diff import diff
 from bascule.config.environment import InterfaceAddresses, vrrp_environment_problems
-from bascule.config.fieldtypes import ALGORITHM_NAMES
 from bascule.config.loader import load_config, load_config_text
 from bascule.config.models import (
     AgentCheckConfig,

@@ -18,6 +18,7 @@ from typing import Annotated, Literal, TypeGuard
 from pydantic import AfterValidator, BaseModel, BeforeValidator
 from pydantic_core import PydanticCustomError
 
+from bascule.balance.names import ALGORITHM_NAMES, ALGORITHM_SYNONYMS
 from bascule.config.addresses import (
     IPAddress,
     IPInterface,
@@ -36,28 +37,6 @@ from bascule.config.units import (
     parse_percent,
     parse_size,
 )
-
-ALGORITHM_NAMES: tuple[str, ...] = (
-    "round_robin",
-    "least_connections",
-    "source",
-    "ip_hash",
-    "hash",
-    "random",
-    "first",
-)
-
-# What HAProxy and nginx users will type, and what we call it: a hint beats a bare "invalid".
-_ALGORITHM_SYNONYMS: Mapping[str, str] = {
-    "roundrobin": "round_robin",
-    "static-rr": "round_robin",
-    "leastconn": "least_connections",
-    "least_conn": "least_connections",
-    "uri": "hash",
-    "url_param": "hash",
-    "hdr": "hash",
-    "rdp-cookie": "hash",
-}
 
 CHECK_TYPES: tuple[str, ...] = ("none", "tcp", "http", "command", "agent")
 
@@ -501,7 +480,7 @@ InitialState = Annotated[
     one_of(("up", "down", "drain", "maint", "check_first"), {"check-first": "check_first"}),
 ]
 HashSource = Annotated[Literal["uri", "header", "cookie"], one_of(("uri", "header", "cookie"))]
-AlgorithmName = Annotated[str, one_of(ALGORITHM_NAMES, _ALGORITHM_SYNONYMS)]
+AlgorithmName = Annotated[str, one_of(ALGORITHM_NAMES, ALGORITHM_SYNONYMS)]
 
 CheckType = Annotated[
     Literal["none", "tcp", "http", "command", "agent"], one_of(CHECK_TYPES, _CHECK_TYPE_SYNONYMS)

@@ -153,19 +153,31 @@ class Exchange:
         if pooled is not None:
             self._send_on(cast(UpstreamConnection, pooled), at)  # the pool holds only these
         else:
-            self.conn.loop.create_task(self._connect(server))
+            self.conn.frontend.connect_soon(self._connect(server))
 
     async def _connect(self, server: ServerView) -> None:
+        try:
+            await self._open(server)
+        except Exception:  # a bug of ours, not the server's: the client still gets an answer
+            log.exception(
+                "%s %s: unexpected error connecting to %s",
+                self.head.method.decode(),
+                self.head.target[:80].decode("latin-1"),
+                server.key,
+            )
+            self.fail(502, f"internal error connecting to {server.key}", logged=True)
+
+    async def _open(self, server: ServerView) -> None:
         frontend = self.conn.frontend
-        timeouts = self.backend.config.timeouts
+        backend = self.backend
         try:
             _t, upstream = await open_connection(
                 self.conn.loop,
                 lambda: UpstreamConnection(
-                    self.conn.loop, server, frontend.pool, frontend.limits, timeouts.server
+                    self.conn.loop, server, frontend.pool, frontend.limits, backend.server_timeout
                 ),
                 server,
-                timeouts.connect,
+                backend.connect_timeout,
             )
         except ConnectError as failure:
             self._retry_or_fail(failure.reason, 503, counts_against_server=True)
@@ -244,10 +256,14 @@ class Exchange:
 
     def _pick_context(self) -> PickContext:
         conn = self.conn
-        hash_key = self.backend.config.hash_key
-        if hash_key is None:
+        backend = self.backend
+        source = backend.hash_source
+        if not source:
             return PickContext(client_ip=conn.client_ip)
-        return PickContext(client_ip=conn.client_ip, hash_key=_hash_value(self.head, hash_key))
+        return PickContext(
+            client_ip=conn.client_ip,
+            hash_key=_hash_value(self.head, source, backend.hash_name),
+        )
 
     # -- response side ----------------------------------------------------------------
 
@@ -358,7 +374,7 @@ class Exchange:
             self.backend.failure(server, reason)
         sent_something = status != 503  # a connect failure sent nothing
         replayable = not self.response_started and (not sent_something or self.replayable)
-        if replayable and self.attempts <= self.backend.config.retries and not self.conn.closed:
+        if replayable and self.attempts <= self.backend.retries and not self.conn.closed:
             if server is not None:
                 log.info(
                     "%s %s: %s on %s, retrying on another server",
@@ -449,11 +465,11 @@ class Exchange:
         self._release_server()
 
 
-def _hash_value(head: RequestHead, hash_key: object) -> bytes | None:
-    source = getattr(hash_key, "source", "uri")
+def _hash_value(head: RequestHead, source: str, name: bytes) -> bytes | None:
+    """What `hash` hashes in this request: its target (`source` "uri"), or the value of
+    header or cookie `name` (lower case)."""
     if source == "uri":
         return head.target
-    name = (getattr(hash_key, "name", None) or "").lower().encode()
     for key, value in head.headers:
         lower = key.lower()
         if source == "header" and lower == name:
@@ -481,9 +497,9 @@ class HttpClientConnection:  # an asyncio protocol; see proxy/connect.py for why
         self.limits = frontend.limits
         self.pool = frontend.pool
         self.only_backend = frontend.only_backend
-        self.client_timeout = frontend.timeouts.client
-        self.request_timeout = frontend.timeouts.http_request
-        self.keep_alive_timeout = frontend.timeouts.http_keep_alive
+        self.client_timeout = frontend.client_timeout
+        self.request_timeout = frontend.request_timeout
+        self.keep_alive_timeout = frontend.keep_alive_timeout
         self.parser = httptools.HttpRequestParser(self)
         self.transport: asyncio.Transport | None = None
         self.client_ip = "0.0.0.0"

@@ -25,6 +25,7 @@ import socket
 from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any, Final, Protocol, cast
 
+from bascule.config.addresses import host_matches, request_host_name
 from bascule.errors import LOCAL_RESOURCE_ERRNOS, LocalResourceError, StartupError
 from bascule.logthrottle import ThrottledLog
 from bascule.model import ServerView
@@ -76,11 +77,20 @@ class FrontendRuntime:
         self.pool = pool
         self.backends = backends
         self.default_backend = backends[config.default_backend]
-        self.routes = tuple((r, backends[r.backend]) for r in config.routes)
+        # The routing rules as plain values, in order: (host pattern or None, path prefix
+        # or None, backend). `route` reads these per request, not the RouteConfig models.
+        self.routes: tuple[tuple[str | None, str | None, BackendRuntime], ...] = tuple(
+            (r.host, r.path_prefix, backends[r.backend]) for r in config.routes
+        )
+        self._routes_by_host = any(host is not None for host, _prefix, _b in self.routes)
         # Without routing rules every request goes to one backend: the data path reads
         # it here and skips calling `route` (a Python call, costly per request).
         self.only_backend = None if self.routes else self.default_backend
         self.timeouts = config.timeouts
+        # Read by every new client connection, so plain values rather than the model's.
+        self.client_timeout = config.timeouts.client
+        self.request_timeout = config.timeouts.http_request
+        self.keep_alive_timeout = config.timeouts.http_keep_alive
         self.limits = HeadLimits(
             max_header_bytes=config.http.max_header_bytes,
             max_headers=config.http.max_headers,
@@ -95,9 +105,7 @@ class FrontendRuntime:
         self.forwarding = ForwardingPolicy(
             config.trusted_networks, config.forwarded == "replace", instance_id
         )
-        self.tcp_idle_timeout = max(
-            config.timeouts.client, self.default_backend.config.timeouts.server
-        )
+        self.tcp_idle_timeout = max(config.timeouts.client, self.default_backend.server_timeout)
         # Client connections served at once; 0 = no limit. The configured value, unless
         # the file descriptor limit cannot carry it (see `App` and `bascule.fdbudget`).
         self.max_connections = config.max_connections
@@ -117,6 +125,9 @@ class FrontendRuntime:
         self.stopping = False
         self.retiring = False  # replaced by a reload: its connections finish, then close
         self._factory: Callable[[], object] | None = None
+        # Connects to servers in progress. The loop holds only a weak reference to a
+        # task: without this one, a connect could be collected mid-flight.
+        self.connecting: set[asyncio.Task[None]] = set()
 
     async def start(self, listener: socket.socket | None = None) -> None:
         """Listen on the configured address, or serve `listener`: the open socket of the
@@ -225,14 +236,38 @@ class FrontendRuntime:
     # -- routing -------------------------------------------------------------------
 
     def route(self, head: RequestHead) -> BackendRuntime:
-        if not self.routes:
+        """The backend of the first rule that takes this request, else the default one.
+        The rules are `RouteConfig.matches`'s, on values read once (see `routes`)."""
+        routes = self.routes
+        if not routes:
             return self.default_backend
-        host = head.host.decode("latin-1")
+        host = request_host_name(head.host.decode("latin-1")) if self._routes_by_host else ""
         path = _path_of(head.target)
-        for rule, backend in self.routes:
-            if rule.matches(host, path):
+        for pattern, prefix, backend in routes:
+            if pattern is not None and not host_matches(pattern, host):
+                continue
+            if prefix is None or path.startswith(prefix):
                 return backend
         return self.default_backend
+
+    # -- connects to servers -----------------------------------------------------------
+
+    def connect_soon(self, connect: Coroutine[Any, Any, None]) -> None:
+        """Run `connect`, a client connection's connect to a server, as a task held
+        until it ends. Only new server connections take this path, not every request."""
+        task = self.loop.create_task(connect)
+        self.connecting.add(task)
+        task.add_done_callback(self._connect_ended)
+
+    def _connect_ended(self, task: asyncio.Task[None]) -> None:
+        self.connecting.discard(task)
+        if task.cancelled():
+            return
+        error = task.exception()
+        if error is not None:  # the connect handles its errors: this is a bug of ours
+            log.error(
+                "frontend %s: connect to a server failed unexpectedly", self.name, exc_info=error
+            )
 
     # -- connection accounting -------------------------------------------------------
 

@@ -12,6 +12,7 @@ import random
 from typing import TYPE_CHECKING, Protocol
 
 from bascule.balance.base import PickContext
+from bascule.balance.registry import reads_context
 from bascule.balance.tiers import BackendBalancer
 from bascule.model import BackendSnapshot, ServerView
 
@@ -39,13 +40,19 @@ class BackendRuntime:
     __slots__ = (
         "_failing",
         "_rng",
+        "algorithm",
         "balancer",
         "config",
+        "connect_timeout",
+        "hash_name",
+        "hash_source",
         "loads",
         "name",
         "needs_context",
         "observe_status",
         "outcomes",
+        "retries",
+        "server_timeout",
         "sessions",
         "snapshot",
     )
@@ -58,11 +65,23 @@ class BackendRuntime:
         rng: random.Random | None = None,
     ) -> None:
         self.name = config.name
-        self.config = config
+        self.config = config  # for the control plane; the data path reads the values below
         self.outcomes = outcomes
+        # What the data path needs of the config, as plain values read once: it never
+        # reads a config model (a Python object: a chain of attribute lookups, even
+        # compiled) per request or connection.
+        self.algorithm = config.algorithm
+        self.retries = config.retries
+        self.connect_timeout = config.timeouts.connect
+        self.server_timeout = config.timeouts.server
+        hash_key = config.hash_key
+        # What `hash` hashes: "uri", "header" or "cookie" (named `hash_name`, lower
+        # case); "" when the algorithm is not `hash`.
+        self.hash_source = hash_key.source if hash_key is not None else ""
+        self.hash_name = (hash_key.name or "").lower().encode() if hash_key is not None else b""
         self.loads: dict[str, int] = {}
         # Only hashing algorithms read the pick context; others get a shared empty one.
-        self.needs_context = config.algorithm in ("source", "ip_hash", "hash")
+        self.needs_context = reads_context(self.algorithm)
         # Response statuses are only reported when consecutive-5xx ejection is on.
         self.observe_status = config.passive.consecutive_5xx > 0
         # Connections per server, kept only when on_down: shutdown_sessions needs them.
@@ -74,12 +93,12 @@ class BackendRuntime:
         # reach `outcomes` (a success ends a streak; any other one changes nothing).
         self._failing: set[str] = set()
         self.snapshot = snapshot
-        self.balancer = BackendBalancer(snapshot, config.algorithm, self.loads, self._rng)
+        self.balancer = BackendBalancer(snapshot, self.algorithm, self.loads, self._rng)
 
     def install(self, snapshot: BackendSnapshot) -> None:
         """Publish a new snapshot: later picks see it, in-flight work is untouched."""
         self.snapshot = snapshot
-        self.balancer = BackendBalancer(snapshot, self.config.algorithm, self.loads, self._rng)
+        self.balancer = BackendBalancer(snapshot, self.algorithm, self.loads, self._rng)
 
     def pick(self, ctx: PickContext, avoid: frozenset[str]) -> ServerView | None:
         """A server for a new request or connection, or None (see BackendBalancer.pick).

@@ -91,7 +91,7 @@ class TcpSession:  # an asyncio protocol, compiled like the L7 ones (proxy/conne
     def _start(self) -> None:
         if self.closed or self.client is None:
             return
-        self.loop.create_task(self._connect())
+        self.frontend.connect_soon(self._connect())
 
     def data_received(self, data: bytes) -> None:
         self.timer.deadline = now() + self.idle
@@ -153,18 +153,25 @@ class TcpSession:  # an asyncio protocol, compiled like the L7 ones (proxy/conne
     # -- lifecycle -------------------------------------------------------------
 
     async def _connect(self) -> None:
+        try:
+            await self._open()
+        except Exception:  # a bug of ours, not the server's: the client is not left waiting
+            log.exception("tcp %s: unexpected error connecting to a server", self.frontend.name)
+            self.close()
+
+    async def _open(self) -> None:
         backend = self.frontend.default_backend
         peer = self.client.get_extra_info("peername") if self.client else None
         ctx = PickContext(client_ip=peer[0] if peer else None)
         avoid: frozenset[str] = frozenset()
-        for _attempt in range(backend.config.retries + 1):
+        for _attempt in range(backend.retries + 1):
             server = backend.pick(ctx, avoid)
             if server is None:
                 break
             backend.acquire(server.key)
             try:
                 _transport, side = await open_connection(
-                    self.loop, lambda: _ServerSide(self), server, backend.config.timeouts.connect
+                    self.loop, lambda: _ServerSide(self), server, backend.connect_timeout
                 )
             except LocalResourceError as error:
                 backend.release(server.key)
@@ -177,6 +184,9 @@ class TcpSession:  # an asyncio protocol, compiled like the L7 ones (proxy/conne
                 log.info("tcp %s: %s, trying another server", self.frontend.name, failure)
                 avoid = avoid | {server.key}
                 continue
+            except Exception:
+                backend.release(server.key)  # not yet the session's to release on close
+                raise
             if self.closed:
                 backend.release(server.key)
                 if side.transport is not None:

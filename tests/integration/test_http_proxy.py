@@ -837,3 +837,35 @@ async def test_websocket_upgrade_is_refused_saying_what_to_do_instead() -> None:
     assert b"WebSocket and other protocol upgrades are not supported yet" in resp.body
     assert b"mode tcp frontend" in resp.body
     assert bs["s1"].requests == []
+
+
+H2C_OFFER = (
+    b"Connection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\n"
+    b"HTTP2-Settings: AAEAAEAAAAIAAAABAAMAAABkAAQBAAAAAAUAAEAA\r\n"
+)
+
+
+async def test_an_h2c_upgrade_offer_is_answered_as_http11_like_any_request() -> None:
+    """Java's HttpClient and `curl --http2` offer h2c on http:// URLs; HAProxy answers them."""
+    b = await Backend("s1").start()
+    port = free_port()
+    first = b"GET /one HTTP/1.1\r\nHost: shop.example\r\n" + H2C_OFFER + b"\r\n"
+    second = b"GET /two HTTP/1.1\r\nHost: shop.example\r\n\r\n"  # pipelined, same read
+    async with running(http_config(port, {"s1": b.port})):
+        got = await _raw_exchange(port, first + second, b"HTTP/1.1 200 OK", times=2)
+    assert got.count(b"HTTP/1.1 200 OK") == 2, got
+    assert b"101" not in got
+    assert [r.target for r in b.requests] == [b"/one", b"/two"]
+    offered = b.requests[0]
+    assert offered.header("upgrade") is None and offered.header("http2-settings") is None
+
+
+async def test_an_h2c_offer_with_a_body_or_beside_websocket_is_still_refused() -> None:
+    bs = await backends("s1")
+    port = free_port()
+    with_body = b"POST /form HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n" + H2C_OFFER + b"\r\nabc"
+    both = b"GET / HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: h2c, websocket\r\n\r\n"
+    async with running(http_config(port, ports(bs))):
+        for request in (with_body, both):
+            got = await _raw_exchange(port, request, b"\r\n\r\n", times=99)
+            assert b"protocol upgrades are not supported yet" in got, got

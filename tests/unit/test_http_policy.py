@@ -13,6 +13,7 @@ from bascule.proxy.http_policy import (
     RequestHead,
     check_request_head,
     check_trailers,
+    ignorable_upgrade,
     server_host_header,
     upstream_request_head,
     with_server_host,
@@ -744,3 +745,20 @@ def test_trailers_are_held_to_the_head_limits_and_field_bytes() -> None:
     with pytest.raises(ClientProtocolError) as refused:
         check_trailers(b"A(b): 1\r\n\r\n", LIMITS, "request")
     assert refused.value.status == 400 and "header name" in refused.value.reason
+
+
+@pytest.mark.parametrize(
+    ("fields", "ignorable"),
+    [
+        (b"Upgrade: h2c\r\nConnection: Upgrade, HTTP2-Settings\r\n", True),
+        (b"Upgrade: H2C\r\nContent-Length: 0\r\n", True),
+        (b"Upgrade: websocket\r\n", False),
+        (b"Upgrade: h2c, websocket\r\n", False),
+        (b"Upgrade: h2c\r\nContent-Length: 3\r\n", False),
+        (b"Upgrade: h2c\r\nTransfer-Encoding: chunked\r\n", False),
+        (b"Connection: Upgrade\r\n", False),
+    ],
+)
+def test_only_a_bodiless_offer_of_h2c_alone_may_be_ignored(fields: bytes, ignorable: bool) -> None:
+    raw = b"GET / HTTP/1.1\r\nHost: a\r\n" + fields + b"\r\n"
+    assert ignorable_upgrade(raw) is ignorable

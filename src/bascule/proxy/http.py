@@ -33,6 +33,7 @@ from bascule.proxy.http_policy import (
     check_trailers,
     client_response_head,
     error_response,
+    ignorable_upgrade,
     server_host_header,
     with_server_host,
 )
@@ -540,12 +541,21 @@ class HttpClientConnection:  # an asyncio protocol; see proxy/connect.py for why
             return  # after "Connection: close": finish what we have, read no more
         if self._timer_kind == _TIMER_BODY:
             self.timer.deadline = now() + self.client_timeout
+        self.heads.read(data)
+        self._parse(data)
+
+    def _parse(self, data: bytes) -> None:
+        """Feed `data` (the rest of a read the head reader has) to the parser."""
         heads = self.heads
-        heads.read(data)
         try:
             self.parser.feed_data(data)
             heads.end_of_read()
-        except httptools.HttpParserUpgrade:
+        except httptools.HttpParserUpgrade as upgrade:
+            if ignorable_upgrade(self.memo.last_raw):
+                # An h2c offer: the request was taken (and answered) as HTTP/1.1, and
+                # llhttp goes on with the bytes after it, as HTTP/1.1 too.
+                self._parse(data[upgrade.args[0] :] if upgrade.args else b"")
+                return
             self._reject(
                 400,
                 "WebSocket and other protocol upgrades are not supported yet; "

@@ -971,8 +971,13 @@ class RequestMemo:
             self._raw, self._fields, self._head, self._wire = raw, raw[start - 2 :], head, wire
             self._suffix = wire[len(method) + 1 + len(target) :]
         else:
-            self._head = None
+            self._raw, self._head = raw, None  # no memo hit without _head: kept for last_raw
         return head, wire
+
+    @property
+    def last_raw(self) -> bytes:
+        """The last request head that passed, as received."""
+        return self._raw
 
     def _retargeted(
         self, raw: bytes, head: RequestHead, target: bytes
@@ -993,6 +998,27 @@ class RequestMemo:
         wire = b"".join((head.method, b" ", target, self._suffix))
         self._raw, self._head, self._wire = raw, head, wire
         return head, wire
+
+
+def ignorable_upgrade(raw: bytes) -> bool:
+    """May the upgrade this request head offers be ignored and the request answered as
+    HTTP/1.1? Yes for an offer of HTTP/2 only (`Upgrade: h2c`, which Java's HttpClient and
+    `curl --http2` send on http:// URLs) on a request without a body: a server is free
+    to ignore Upgrade (RFC 9110 7.8), and HAProxy's servers do. Not for WebSocket or
+    other protocols, which the client needs, nor with a body, which llhttp does not frame
+    once it sees an upgrade."""
+    headers: list[Header] = []
+    read_fields(raw, request_line(raw)[3], "request", headers)
+    tokens: list[bytes] = []
+    for name, value in headers:
+        lname = name.lower()
+        if lname == b"upgrade":
+            tokens += [t.strip(b" \t").lower() for t in value.split(b",")]
+        elif lname == b"transfer-encoding" or (
+            lname == b"content-length" and value.strip(b" \t") != b"0"
+        ):
+            return False
+    return bool(tokens) and all(token == b"h2c" for token in tokens)
 
 
 def _plain_target(target: bytes, limits: HeadLimits) -> bool:

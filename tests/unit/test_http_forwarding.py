@@ -187,3 +187,32 @@ def test_no_body_limit_by_default_and_chunked_bodies_are_counted_by_the_proxy() 
     assert check([HOST, (b"Content-Length", b"%d" % 2**40)]).content_length == 2**40
     limits = HeadLimits(max_request_body=10)
     assert check([HOST, (b"Transfer-Encoding", b"chunked")], limits).chunked
+
+
+OTHER_CLAIMS: Headers = [
+    HOST,
+    (b"X-Forwarded-Port", b"443"),
+    (b"X-Forwarded-Ssl", b"on"),
+    (b"X-Forwarded-Scheme", b"https"),
+    (b"Front-End-Https", b"on"),
+    (b"X-Forwarded-Prefix", b"/admin"),
+    (b"X-Custom", b"kept"),
+]
+OTHER_NAMES = [b"x-forwarded-port", b"x-forwarded-ssl", b"x-forwarded-scheme"]
+OTHER_NAMES += [b"front-end-https", b"x-forwarded-prefix"]
+
+
+def test_other_claims_frameworks_believe_pass_only_from_trusted_networks() -> None:
+    untrusted = forward(OTHER_CLAIMS, ForwardingPolicy())
+    assert [name for name in OTHER_NAMES if name in untrusted] == []
+    assert untrusted[b"x-custom"] == [b"kept"]
+    trusted = forward(OTHER_CLAIMS, ForwardingPolicy(networks=["192.0.2.0/24"]))
+    assert [trusted.get(name) for name in OTHER_NAMES] == [
+        [b"443"],
+        [b"on"],
+        [b"https"],
+        [b"on"],
+        [b"/admin"],
+    ]
+    replaced = forward(OTHER_CLAIMS, ForwardingPolicy(networks=["192.0.2.0/24"], replace=True))
+    assert [name for name in OTHER_NAMES if name in replaced] == []

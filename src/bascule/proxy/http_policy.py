@@ -116,6 +116,17 @@ _CGI_FRAMING_ALIASES: Final = frozenset({b"content_length", b"transfer_encoding"
 # Headers the proxy regenerates on the way to the server (see ForwardingPolicy).
 _PROXY_SET: Final = frozenset(
     {b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host", b"forwarded", b"x-real-ip"}
+    | {
+        # Other claims about the original request that frameworks believe (Spring's
+        # ForwardedHeaderFilter, Rails, Django, ...): passed on only from trusted networks.
+        b"x-forwarded-port",
+        b"x-forwarded-prefix",
+        b"x-forwarded-scheme",
+        b"x-forwarded-server",
+        b"x-forwarded-ssl",
+        b"front-end-https",
+        b"x-url-scheme",
+    }
 )
 # Each Bascule instance adds one of these with its own id, and refuses (508) a request that
 # already carries its id: a request that comes back is in a loop. Never removed, so a loop
@@ -603,6 +614,7 @@ class ForwardingPolicy:
                 b"\r\nX-Real-IP: ",
                 ip if prior.real_ip is None else prior.real_ip,
                 b"\r\n",
+                *_header_lines(prior.others),  # a trusted client's other claims
                 self._marker,
             )
         )
@@ -610,9 +622,10 @@ class ForwardingPolicy:
 
 class _Prior:
     """The forwarding headers a client sent: every X-Forwarded-For and Forwarded value,
-    the first X-Forwarded-Proto, X-Forwarded-Host and X-Real-IP (None when absent)."""
+    the first X-Forwarded-Proto, X-Forwarded-Host and X-Real-IP (None when absent), and
+    the other claims (X-Forwarded-Port, -Ssl, ...) as they came."""
 
-    __slots__ = ("for_", "forwarded", "host", "proto", "real_ip")
+    __slots__ = ("for_", "forwarded", "host", "others", "proto", "real_ip")
 
     def __init__(
         self,
@@ -621,12 +634,14 @@ class _Prior:
         proto: bytes | None,
         host: bytes | None,
         real_ip: bytes | None,
+        others: list[Header] | None = None,
     ) -> None:
         self.for_ = for_
         self.forwarded = forwarded
         self.proto = proto
         self.host = host
         self.real_ip = real_ip
+        self.others: list[Header] = [] if others is None else others
 
 
 _NO_PRIOR: Final = _Prior([], [], None, None, None)
@@ -702,7 +717,7 @@ def _header_lines(headers: list[Header]) -> tuple[bytes, ...]:
 def _split_forwarding(headers: list[Header]) -> tuple[list[Header], _Prior]:
     """Headers without X-Forwarded-* / Forwarded / X-Real-IP, and what the client sent in them."""
     kept: list[Header] = []
-    prior = _Prior([], [], None, None, None)
+    prior = _Prior([], [], None, None, None, [])
     memo = _lowered_names
     for name, value in headers:
         lname = memo.get(name) or name.lower()
@@ -716,8 +731,10 @@ def _split_forwarding(headers: list[Header]) -> tuple[list[Header], _Prior]:
             prior.proto = _first_claim(prior.proto, value)
         elif lname == b"x-forwarded-host":
             prior.host = _first_claim(prior.host, value)
-        else:
+        elif lname == b"x-real-ip":
             prior.real_ip = _first_claim(prior.real_ip, value)
+        else:
+            prior.others.append((name, value))
     return kept, prior
 
 

@@ -51,7 +51,6 @@ class App:
         self.vrrp: list[VrrpInstanceRunner] = []
         self._shared_checks: SharedChecks | None = None
         self._clock: LoopClock  # the control plane's time and timers, set by start()
-        self._check_tick = 0.0  # the tick of _shared_checks
         self._addresses: dict[str, dict[str, str]] = {}  # resolved, per backend
         self.fd_plan: FdPlan | None = None  # set by start()
         # Frontends replaced by a reload, finishing their connections within grace.
@@ -76,7 +75,6 @@ class App:
         self._addresses = addresses
         # Made once nothing before the `try` below can fail, so a failed start leaves
         # no epoll set or loop reader behind.
-        self._check_tick = _check_tick(self.config)
         self._clock = LoopClock(loop)
         self._shared_checks = SharedChecks(self._clock, _check_intervals(self.config))
         for backend in self.config.backends:
@@ -254,12 +252,11 @@ class App:
     def _replace_shared_checks(self, new: Config) -> SharedChecks | None:
         """New shared check timers if the new intervals need another tick (then every
         backend gets a new controller); the old ones, to close once unused."""
-        tick = _check_tick(new)
-        if tick == self._check_tick:
-            return None
+        intervals = _check_intervals(new)
         old = self._shared_checks
-        self._shared_checks = SharedChecks(self._clock, _check_intervals(new))
-        self._check_tick = tick
+        if old is not None and tick_for(intervals) == old.timers.tick:
+            return None
+        self._shared_checks = SharedChecks(self._clock, intervals)
         return old
 
     def _carry_controller(
@@ -423,10 +420,6 @@ def _at_next_start(change: str) -> str:
 def _check_intervals(config: Config) -> list[float]:
     checks = [s.check for b in config.backends for s in b.servers]
     return list(check_intervals(check for check in checks if check.type != "none"))
-
-
-def _check_tick(config: Config) -> float:
-    return tick_for(_check_intervals(config))
 
 
 async def _validated(path: str, current: Config) -> tuple[Config, dict[str, dict[str, str]]]:

@@ -267,9 +267,11 @@ def _control_socket_of(config_path: Path | None) -> str:
         return DEFAULT_CONTROL_SOCKET
     import yaml
 
-    try:
-        document = yaml.safe_load(config_path.read_text())
-    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+    from bascule.config.loader import read_config_file
+
+    try:  # the loader's own read: a FIFO or a huge file is refused, not waited on
+        document = yaml.safe_load(read_config_file(str(config_path)))
+    except (ConfigError, UnicodeDecodeError, yaml.YAMLError):
         return DEFAULT_CONTROL_SOCKET
     settings = document.get("global") if isinstance(document, dict) else None
     path = settings.get("control_socket") if isinstance(settings, dict) else None

@@ -478,3 +478,11 @@ async def test_a_request_in_flight_finishes_on_the_server_a_reload_removed(
             assert await client.wait_closed(timeout=2)
         finally:
             client.close()
+
+
+def test_reload_naming_a_fifo_does_not_wait_on_it(tmp_path: Path) -> None:
+    fifo = tmp_path / "bascule.yaml"
+    os.mkfifo(fifo)  # nobody writes to it: reading it would block forever
+    # Without --socket, reload reads the file for global.control_socket first.
+    done = bascule("reload", "-c", str(fifo), timeout=15.0)
+    assert done.returncode == 1, done.stderr

@@ -48,9 +48,10 @@ class _LoopFinder:
 
     def warnings(self) -> Iterator[ConfigProblem]:
         for backend_index, backend in enumerate(self.config.backends):
+            users = self._users(backend.name)  # the same for every server of the backend
             for server_index, server in enumerate(backend.servers):
                 for target in self._reached(server):
-                    chain = self._chain(target, self._users(backend.name))
+                    chain = self._chain(target, users)
                     if chain is not None:
                         yield self._warning(backend_index, server_index, server, chain)
 

@@ -112,7 +112,6 @@ class SharedChecks:
     ) -> None:
         """`intervals`: every check interval the runners will use (sets the tick).
         Without `start`, checks run on a `Connector` on the running event loop."""
-        self.clock = clock
         self.timers = TickTimers(clock, tick_for(intervals))
         self._connector: Connector | None = None
         if start is None:

@@ -59,6 +59,11 @@ class TickTimers:
         self._slots: dict[int, list[TickHandle]] = {}
         self._armed: tuple[int, Timer] | None = None
 
+    @property
+    def tick(self) -> float:
+        """The spacing of the ticks, in seconds."""
+        return self._tick
+
     def call_later(self, delay: float, callback: Callable[[], None]) -> TickHandle:
         handle = TickHandle(callback)
         slot = round((self._clock.now() + max(delay, 0.0)) / self._tick)
